@@ -1,0 +1,154 @@
+#include "shim.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+double clua_monotonic_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+clua_context *clua_getcontext(lua_State *L) {
+    return *(clua_context **)lua_getextraspace(L);
+}
+
+// The cap applies only while Lua code runs (enforce_memory). An allocation made for a Swift
+// frame is counted but never refused: refusing would raise a memory error that unwinds through
+// Swift. A real malloc failure there is fatal, as it is for Swift itself.
+static void *clua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+    clua_context *ctx = (clua_context *)ud;
+    if (ptr == NULL) osize = 0; /* osize is then a type tag, not a size */
+    if (nsize == 0) {
+        free(ptr);
+        ctx->memory_used -= osize;
+        return NULL;
+    }
+    if (nsize > osize && ctx->enforce_memory && ctx->memory_limit != 0
+        && ctx->memory_used - osize + nsize > ctx->memory_limit) {
+        return NULL;
+    }
+    void *block = realloc(ptr, nsize);
+    if (block == NULL) {
+        if (!ctx->enforce_memory || nsize <= osize) {
+            fprintf(stderr, "moonhook: out of memory while the host held the Lua state\n");
+            abort();
+        }
+        return NULL;
+    }
+    ctx->memory_used = ctx->memory_used - osize + nsize;
+    if (ctx->memory_used > ctx->memory_peak) ctx->memory_peak = ctx->memory_used;
+    return block;
+}
+
+static int clua_panic(lua_State *L) {
+    const char *message = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(non-string error)";
+    fprintf(stderr, "moonhook: unprotected Lua error: %s\n", message);
+    abort();
+}
+
+lua_State *clua_newstate(clua_context *ctx) {
+    lua_State *L = lua_newstate(clua_alloc, ctx);
+    if (L == NULL) return NULL;
+    *(clua_context **)lua_getextraspace(L) = ctx;
+    lua_atpanic(L, clua_panic);
+    return L;
+}
+
+static const char *clua_kill_message(int reason) {
+    switch (reason) {
+        case CLUA_KILL_INSTRUCTIONS: return "instruction limit exceeded";
+        case CLUA_KILL_DEADLINE: return "deadline exceeded";
+        default: return "invocation stopped";
+    }
+}
+
+// Once an invocation is over budget it must not run one more instruction of its own. Yielding
+// from a count hook cannot be caught by pcall, so that is the way out wherever Lua can yield.
+// Where it cannot (inside a sort comparator, a gsub callback, a metamethod called from C), the
+// hook raises instead, and it has already switched itself to fire on every instruction, so any
+// pcall that catches the error gets it again at its very next instruction until the unwinding
+// reaches a frame that can yield. Message handlers that would run with hooks off never see this
+// error: the sandbox's xpcall calls its handler after pcall returned.
+static void clua_count_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    clua_context *ctx = clua_getcontext(L);
+    if (ctx->kill_reason == CLUA_KILL_NONE) {
+        ctx->instructions_left -= lua_gethookcount(L);
+        if (ctx->instructions_left <= 0) {
+            ctx->kill_reason = CLUA_KILL_INSTRUCTIONS;
+        } else if (ctx->deadline > 0 && clua_monotonic_now() > ctx->deadline) {
+            ctx->kill_reason = CLUA_KILL_DEADLINE;
+        } else {
+            if (lua_gethookcount(L) != ctx->hook_interval) {
+                lua_sethook(L, clua_count_hook, LUA_MASKCOUNT, ctx->hook_interval);
+            }
+            return;
+        }
+    }
+    if (lua_gethookcount(L) != 1) lua_sethook(L, clua_count_hook, LUA_MASKCOUNT, 1);
+    if (lua_isyieldable(L)) {
+        lua_yield(L, 0);
+        return;
+    }
+    luaL_error(L, "%s", clua_kill_message(ctx->kill_reason));
+}
+
+void clua_sethook(lua_State *L) {
+    clua_context *ctx = clua_getcontext(L);
+    lua_sethook(L, clua_count_hook, LUA_MASKCOUNT, ctx->hook_interval);
+}
+
+// Resumed after a host function yielded: the resume arguments are (true, results...) or
+// (false, message). Raising here is C raising, after every Swift frame has returned.
+static int clua_resume_continuation(lua_State *L, int status, lua_KContext kctx) {
+    (void)status;
+    (void)kctx;
+    if (!lua_toboolean(L, 1)) {
+        lua_settop(L, 2);
+        return lua_error(L);
+    }
+    return lua_gettop(L) - 1;
+}
+
+static int clua_trampoline(lua_State *L) {
+    clua_context *ctx = clua_getcontext(L);
+    int function_id = (int)lua_tointegerx(L, lua_upvalueindex(1), NULL);
+    int enforcing = ctx->enforce_memory;
+    ctx->enforce_memory = 0;
+    int result = ctx->dispatch(L, ctx->host, function_id);
+    ctx->enforce_memory = enforcing;
+    if (result == CLUA_HOST_ERROR) return lua_error(L);
+    if (enforcing && ctx->memory_limit != 0 && ctx->memory_used > ctx->memory_limit) {
+        return luaL_error(L, "memory limit exceeded");
+    }
+    if (result == CLUA_HOST_YIELD) {
+        lua_settop(L, 0);
+        return lua_yieldk(L, 0, 0, clua_resume_continuation);
+    }
+    return result;
+}
+
+void clua_push_hostfunction(lua_State *L, int function_id) {
+    lua_pushinteger(L, function_id);
+    lua_pushcclosure(L, clua_trampoline, 1);
+}
+
+// charge(n): counts work that a library function is about to do in C, where no hook fires, against
+// the invocation's instruction budget. Used by the sandbox's wrappers of table.move, string.rep
+// and friends so that a loop of cheap-looking calls cannot outlast the budget.
+static int clua_charge(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    clua_context *ctx = clua_getcontext(L);
+    if (n <= 0 || ctx->kill_reason != CLUA_KILL_NONE) return 0;
+    ctx->instructions_left -= n;
+    if (ctx->instructions_left > 0 && !(ctx->deadline > 0 && clua_monotonic_now() > ctx->deadline)) return 0;
+    ctx->kill_reason = ctx->instructions_left <= 0 ? CLUA_KILL_INSTRUCTIONS : CLUA_KILL_DEADLINE;
+    lua_sethook(L, clua_count_hook, LUA_MASKCOUNT, 1);
+    return luaL_error(L, "%s", clua_kill_message(ctx->kill_reason));
+}
+
+void clua_push_charge_function(lua_State *L) {
+    lua_pushcfunction(L, clua_charge);
+}

@@ -1,0 +1,1 @@
+// The module exists for its header and link flag; see include/shim.h.

@@ -1,0 +1,42 @@
+/// A handler file loaded into a worker: its compiled function plus the options it declared.
+///
+/// A handler file returns either a function, or a table with a `handle` function and options:
+/// ```lua
+/// return { on = {"agent.task.*"}, timeout = 5, retries = 3, handle = function(event) ... end }
+/// ```
+public struct LuaHandler: Sendable, Hashable {
+    /// Identity inside the worker that loaded it.
+    let id: Int
+    /// Path relative to the handlers folder; used in every error message.
+    public let path: String
+    public let options: LuaHandlerOptions
+}
+
+/// Options a handler table may declare next to `handle`.
+public struct LuaHandlerOptions: Sendable, Hashable {
+    /// Event-type patterns (`*` matches any run of characters) this handler also runs for.
+    public var on: [String] = []
+    /// Wall-clock limit for one invocation, overriding the state's default.
+    public var timeout: Duration?
+    /// How many times a failed invocation is retried (used by the dispatcher).
+    public var retries: Int?
+
+    public init(on: [String] = [], timeout: Duration? = nil, retries: Int? = nil) {
+        self.on = on
+        self.timeout = timeout
+        self.retries = retries
+    }
+}
+
+/// How one invocation ended.
+public struct LuaOutcome: Sendable {
+    /// What the handler returned, or why it failed.
+    public var result: Result<[LuaValue], LuaError>
+    /// Instructions (plus charged C-side work) the invocation used.
+    public var instructions: Int64
+
+    public var error: LuaError? {
+        if case .failure(let error) = result { return error }
+        return nil
+    }
+}

@@ -1,0 +1,35 @@
+import CLua
+
+/// `json.encode`, `json.decode`, `json.null` and `json.array` for handlers, on the host's codec.
+enum LuaJSONLibrary {
+    static func library(depth: Int) -> LuaLibrary {
+        var json = LuaLibrary(name: "json")
+        json.value("null", .null)
+        json.function("encode") { call in
+            let bytes = try call.json(1)
+            return try call.returning(.string(bytes))
+        }
+        json.function("decode") { call in
+            let text = try call.bytes(1)
+            try call.pushJSON(text)
+            return .values(1)
+        }
+        json.function("array") { call in
+            try call.markArray(1)
+            return .values(1)
+        }
+        return json
+    }
+}
+
+extension LuaCall {
+    /// Gives the table argument `index` the `json.array` metatable and pushes it.
+    mutating func markArray(_ index: Int) throws {
+        guard index <= argumentCount, lua_type(thread, Int32(index)) == LUA_TTABLE else {
+            throw LuaHostError("bad argument #\(index) to '\(functionName)' (table expected)")
+        }
+        clua_getref(thread, state.arrayMetatableRef)
+        lua_setmetatable(thread, Int32(index))
+        lua_pushvalue(thread, Int32(index))
+    }
+}

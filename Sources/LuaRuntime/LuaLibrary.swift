@@ -1,0 +1,47 @@
+/// A table of host functions and constants that every handler's environment gets a copy of,
+/// such as `json` or `log`. Built by the host, one file per API area, before the state exists.
+///
+/// ```swift
+/// var time = LuaLibrary(name: "time")
+/// time.function("now") { call in call.returning(.number(Date().timeIntervalSince1970)) }
+/// ```
+public struct LuaLibrary: Sendable {
+    public let name: String
+    public private(set) var functions: [(String, LuaHostFunction.Body)] = []
+    public private(set) var values: [(String, LuaValue)] = []
+
+    public init(name: String) {
+        self.name = name
+    }
+
+    /// Adds `name` as a host function.
+    public mutating func function(_ name: String, _ body: @escaping LuaHostFunction.Body) {
+        functions.append((name, body))
+    }
+
+    /// Adds a constant field.
+    public mutating func value(_ name: String, _ value: LuaValue) {
+        values.append((name, value))
+    }
+}
+
+/// A Swift function callable from Lua.
+public enum LuaHostFunction {
+    /// Reads arguments from the call, pushes results and returns `.values(n)`, or returns
+    /// `.suspend(operation)` to make the coroutine wait for async work. Throwing `LuaHostError`
+    /// raises a Lua error in the caller (after this Swift frame has returned).
+    public typealias Body = @Sendable (inout LuaCall) throws -> LuaCall.Result
+}
+
+/// What the invoker of a handler told the runtime about this invocation; host functions read it.
+public struct LuaInvocationInfo: Sendable {
+    /// The handler's path relative to the handlers folder.
+    public var handlerPath: String
+    /// Host-defined per-invocation state (the event's source, a log collector, ...).
+    public var context: (any Sendable)?
+
+    public init(handlerPath: String, context: (any Sendable)? = nil) {
+        self.handlerPath = handlerPath
+        self.context = context
+    }
+}

@@ -1,0 +1,159 @@
+/// The Lua side of the sandbox, run once per state with the real standard library in reach.
+///
+/// It receives `internals` (host libraries, the step-limited pattern functions, `charge`, limits) and
+/// returns `make_env()`, which builds one private `_ENV` per handler: an allow-list of globals with
+/// fresh copies of every library table, so that a handler can change its own copies but nobody
+/// else's. The only shared table left, the string metatable's `__index`, is unreachable because the
+/// metatable is protected.
+enum LuaSandbox {
+    static let chunkName = "=moonhook.sandbox"
+
+    static let source = #"""
+    local internals = ...
+    local charge, limits, host, patterns = internals.charge, internals.limits, internals.host, internals.patterns
+
+    local type, error, next, pcall, select, tostring = type, error, next, pcall, select, tostring
+    local setmetatable, getmetatable, rawget, rawlen = setmetatable, getmetatable, rawget, rawlen
+    local real_load, real_collectgarbage = load, collectgarbage
+    local string_len, string_rep, string_format = string.len, string.rep, string.format
+    local table_move, table_insert, table_remove = table.move, table.insert, table.remove
+    local table_concat, table_sort, table_pack = table.concat, table.sort, table.pack
+    local coroutine_close, coroutine_running = coroutine.close, coroutine.running
+    local math_log = math.log
+
+    local function copy(source, skip)
+      local result = {}
+      for k, v in next, source do
+        if not (skip and skip[k]) then result[k] = v end
+      end
+      return result
+    end
+
+    local safe_string = copy(string, { dump = true })
+    for name, f in next, patterns do safe_string[name] = f end
+
+    function safe_string.rep(s, n, sep)
+      if type(n) == "number" and n > 0 then
+        local total = string_len(s) * n + (sep ~= nil and string_len(sep) * (n - 1) or 0)
+        if total > limits.max_string then
+          error(string_format("string.rep: a result of %.0f bytes exceeds the limit of %d bytes", total, limits.max_string), 2)
+        end
+        charge(total // 64)
+      end
+      return string_rep(s, n, sep)
+    end
+
+    local safe_table = copy(table)
+
+    function safe_table.move(a1, f, e, t, a2)
+      if type(f) == "number" and type(e) == "number" and e >= f then
+        local n = e - f + 1
+        if n > limits.max_move then
+          error(string_format("table.move: %.0f elements exceed the limit of %d", n, limits.max_move), 2)
+        end
+        charge(n // 1)
+      end
+      return table_move(a1, f, e, t, a2)
+    end
+
+    -- These run in C for as long as the table is long; charge that work to the budget.
+    function safe_table.insert(t, ...)
+      if type(t) == "table" then charge(rawlen(t)) end
+      return table_insert(t, ...)
+    end
+    function safe_table.remove(t, ...)
+      if type(t) == "table" then charge(rawlen(t)) end
+      return table_remove(t, ...)
+    end
+    function safe_table.concat(t, ...)
+      if type(t) == "table" then charge(rawlen(t)) end
+      return table_concat(t, ...)
+    end
+    function safe_table.sort(t, ...)
+      if type(t) == "table" then
+        local n = rawlen(t)
+        if n > 1 then charge(n * (math_log(n, 2) // 1)) end
+      end
+      return table_sort(t, ...)
+    end
+
+    -- Each nested close runs in its own C frames; Lua 5.4.4 does not count them, so cap the depth.
+    local close_depth = setmetatable({}, { __mode = "k" })
+    local safe_coroutine = copy(coroutine)
+    function safe_coroutine.close(co)
+      local depth = (close_depth[coroutine_running()] or 0) + 1
+      if depth > limits.max_close_depth then error("coroutine.close: nested too deeply", 2) end
+      if type(co) == "thread" then close_depth[co] = depth end
+      return coroutine_close(co)
+    end
+
+    local function safe_setmetatable(t, mt)
+      if type(mt) == "table" and (rawget(mt, "__gc") ~= nil or rawget(mt, "__mode") ~= nil) then
+        error("setmetatable: __gc and __mode metatables are not allowed in handlers", 2)
+      end
+      return setmetatable(t, mt)
+    end
+
+    -- The real xpcall runs its message handler at the point of the error, and for an error raised
+    -- by the count hook that is with hooks off: a loop there would never be stopped. This one calls
+    -- the handler after pcall has returned, as ordinary hooked code.
+    local function xpcall_finish(handler, ok, ...)
+      if ok then return true, ... end
+      local handled, result = pcall(handler, (...))
+      return false, result
+    end
+    local function safe_xpcall(f, handler, ...)
+      if type(handler) ~= "function" then error("bad argument #2 to 'xpcall' (function expected)", 2) end
+      return xpcall_finish(handler, pcall(f, ...))
+    end
+
+    local function safe_collectgarbage(option)
+      if option == nil or option == "count" then return real_collectgarbage("count") end
+      error("collectgarbage: only \"count\" is available in handlers", 2)
+    end
+
+    local os_subset = { time = os.time, clock = os.clock, date = os.date }
+    local plain_globals = {
+      "assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget", "rawlen",
+      "rawset", "select", "tonumber", "tostring", "type", "getmetatable", "_VERSION",
+    }
+    local globals = {}
+    for _, name in next, plain_globals do globals[name] = _G[name] end
+
+    -- Lock the string metatable: handlers reach string methods through it, so it must be neither
+    -- readable nor writable.
+    local string_metatable = getmetatable("")
+    string_metatable.__index = copy(safe_string)
+    string_metatable.__metatable = false
+
+    return function()
+      local env = copy(globals)
+      env._G = env
+      env.setmetatable = safe_setmetatable
+      env.xpcall = safe_xpcall
+      env.collectgarbage = safe_collectgarbage
+      env.string = copy(safe_string)
+      env.table = copy(safe_table)
+      env.coroutine = copy(safe_coroutine)
+      env.math = copy(math)
+      env.utf8 = copy(utf8)
+      env.os = copy(os_subset)
+      for name, library in next, host do env[name] = copy(library) end
+      env.load = function(chunk, name, mode, chunk_env)
+        if type(chunk) ~= "string" then return nil, "load: handlers may load source strings only" end
+        if mode ~= nil and mode ~= "t" then return nil, "load: handlers may load text chunks only" end
+        if chunk_env == nil then chunk_env = env end
+        return real_load(chunk, name, "t", chunk_env)
+      end
+      if env.log ~= nil then
+        local log_info = env.log.info
+        env.print = function(...)
+          local parts = table_pack(...)
+          for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+          log_info(table_concat(parts, "\t", 1, parts.n))
+        end
+      end
+      return env
+    end
+    """#
+}

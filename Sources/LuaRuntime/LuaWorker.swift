@@ -1,0 +1,288 @@
+import CLua
+import Logging
+
+/// An actor owning one sandboxed `lua_State` and every handler loaded into it.
+///
+/// Each invocation runs as its own coroutine. When a host function suspends (`LuaCall.Result.suspend`),
+/// the coroutine yields, the worker awaits the operation and resumes the coroutine with its result.
+/// Because actor methods re-enter at `await`, one state serves many suspended invocations at once and
+/// no thread ever blocks. The actor runs on its own thread (`LuaThreadExecutor`) with a known stack.
+///
+/// ```swift
+/// let worker = try LuaWorker(libraries: [TimeLibrary.library()], limits: LuaLimits())
+/// let handler = try await worker.load(path: "induced/browser_ready.lua", source: bytes)
+/// let outcome = await worker.invoke(handler, arguments: [.json(body)], info: .init(handlerPath: handler.path))
+/// ```
+public actor LuaWorker {
+    private let executor: LuaThreadExecutor
+    private let state: LuaState
+    private var handlers: [Int: Int32] = [:]
+    private var nextHandlerID = 0
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    /// - Parameters:
+    ///   - libraries: host libraries every handler gets (`json` is always added).
+    ///   - limits: memory, instruction, time and C-side caps.
+    ///   - stackSize: C stack of the worker's thread.
+    public init(libraries: [LuaLibrary], limits: LuaLimits = LuaLimits(), name: String = "lua-worker", stackSize: Int = 16 << 20)
+        throws(LuaError)
+    {
+        executor = LuaThreadExecutor(name: name, stackSize: stackSize)
+        do {
+            state = try LuaState(libraries: libraries, limits: limits)
+        } catch {
+            executor.stop()
+            throw error
+        }
+    }
+
+    /// Lets the worker's thread end once queued work is done. The worker must not be used afterwards.
+    public nonisolated func shutdown() {
+        executor.stop()
+    }
+
+    /// Bytes the state holds now.
+    public var memoryUsed: Int { state.memoryUsed }
+
+    /// Number of loaded handlers.
+    public var handlerCount: Int { handlers.count }
+
+    /// Compiles `source` in a fresh sandbox environment, runs its top level under the invocation
+    /// limits and keeps the function it returns.
+    /// - Parameters:
+    ///   - path: the file's path relative to the handlers folder, used as the chunk name.
+    public func load(path: String, source: [UInt8]) async throws(LuaError) -> LuaHandler {
+        let L = state.L
+        let top = lua_gettop(L)
+        defer { lua_settop(L, top) }
+        let status = source.withUnsafeBytes { state.load(bytes: $0, chunkName: "@" + path) }
+        guard status == LUA_OK else { throw state.popError(status, on: L) }
+        try state.pushNewEnvironment()
+        guard lua_setupvalue(L, -2, 1) != nil else { throw LuaError(.invalidHandler, "\(path): chunk has no _ENV") }
+        let functionRef = clua_ref(L)
+        defer { clua_unref(L, functionRef) }
+
+        let outcome = await run(functionRef: functionRef, arguments: [], info: LuaInvocationInfo(handlerPath: path), timeout: nil, keepResultRef: true)
+        guard case .success(let refs) = outcome.result else { throw outcome.error! }
+        let resultRef = refs
+        defer { clua_unref(L, resultRef) }
+
+        clua_getref(L, resultRef)
+        let options: LuaHandlerOptions
+        switch lua_type(L, -1) {
+        case LUA_TFUNCTION:
+            options = LuaHandlerOptions()
+        case LUA_TTABLE:
+            options = try readOptions(path: path)
+            lua_pushstring(L, "handle")
+            lua_rawget(L, -2)
+            guard lua_type(L, -1) == LUA_TFUNCTION else {
+                throw LuaError(.invalidHandler, "\(path): the returned table has no 'handle' function")
+            }
+            clua_remove(L, -2)
+        default:
+            throw LuaError(.invalidHandler, "\(path): a handler must return a function or a table with a 'handle' function")
+        }
+        let handleRef = clua_ref(L)
+        nextHandlerID += 1
+        handlers[nextHandlerID] = handleRef
+        return LuaHandler(id: nextHandlerID, path: path, options: options)
+    }
+
+    /// Reads `on`, `timeout` and `retries` from the table on top of the stack, raw. Stack effect: 0.
+    private func readOptions(path: String) throws(LuaError) -> LuaHandlerOptions {
+        func field(_ name: String) throws(LuaError) -> LuaValue {
+            let L = state.L
+            lua_pushstring(L, name)
+            lua_rawget(L, -2)
+            defer { clua_pop(L, 1) }
+            do {
+                return try state.value(at: -1, on: L, depth: 2)
+            } catch {
+                throw LuaError(.invalidHandler, "\(path): option '\(name)': \(error)")
+            }
+        }
+        var options = LuaHandlerOptions()
+        switch try field("on") {
+        case .nil: break
+        case .string(let bytes): options.on = [String(decoding: bytes, as: UTF8.self)]
+        case .table(let array, let fields) where fields.isEmpty:
+            options.on = try array.map { (value) throws(LuaError) -> String in
+                guard let text = value.text else { throw LuaError(.invalidHandler, "\(path): 'on' must list strings") }
+                return text
+            }
+        default: throw LuaError(.invalidHandler, "\(path): 'on' must be a string or a list of strings")
+        }
+        switch try field("timeout") {
+        case .nil: break
+        case .integer(let seconds) where seconds > 0: options.timeout = .seconds(seconds)
+        case .number(let seconds) where seconds > 0 && seconds.isFinite: options.timeout = .milliseconds(Int64(seconds * 1000))
+        default: throw LuaError(.invalidHandler, "\(path): 'timeout' must be a positive number of seconds")
+        }
+        switch try field("retries") {
+        case .nil: break
+        case .integer(let count) where count >= 0: options.retries = Int(count)
+        default: throw LuaError(.invalidHandler, "\(path): 'retries' must be a whole number of at least 0")
+        }
+        return options
+    }
+
+    /// Releases a handler; invocations already running keep their own reference to the function.
+    public func unload(_ handler: LuaHandler) {
+        if let ref = handlers.removeValue(forKey: handler.id) { clua_unref(state.L, ref) }
+    }
+
+    /// Runs `handler` with `arguments` as a new coroutine and waits for it to end.
+    /// A limit hit or an error fails only this invocation; the state keeps serving the others.
+    public func invoke(_ handler: LuaHandler, arguments: [LuaValue], info: LuaInvocationInfo) async -> LuaOutcome {
+        guard let ref = handlers[handler.id] else {
+            return LuaOutcome(result: .failure(LuaError(.invalidHandler, "\(handler.path): handler is not loaded")), instructions: 0)
+        }
+        let outcome = await run(functionRef: ref, arguments: arguments, info: info, timeout: handler.options.timeout, keepResultRef: false)
+        return LuaOutcome(result: outcome.result.map { _ in outcome.values }, instructions: outcome.instructions)
+    }
+
+    private struct RunOutcome {
+        var result: Result<Int32, LuaError>
+        var values: [LuaValue] = []
+        var instructions: Int64 = 0
+        var error: LuaError? {
+            if case .failure(let error) = result { return error }
+            return nil
+        }
+    }
+
+    /// Resumes a new coroutine for `functionRef` until it returns, fails or is stopped by a limit.
+    /// With `keepResultRef`, the first result is kept in the registry and its reference returned.
+    private func run(functionRef: Int32, arguments: [LuaValue], info: LuaInvocationInfo, timeout: Duration?, keepResultRef: Bool) async -> RunOutcome {
+        let L = state.L
+        let context = state.context
+        guard let thread = lua_newthread(L) else {
+            return RunOutcome(result: .failure(LuaError(.memory, "cannot create a coroutine")))
+        }
+        let threadRef = clua_ref(L)
+        defer { clua_unref(L, threadRef) }
+
+        clua_getref(thread, functionRef)
+        for (position, argument) in arguments.enumerated() {
+            do {
+                try state.push(argument, on: thread)
+            } catch {
+                return RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): argument \(position + 1): \(error)")))
+            }
+        }
+        var argumentCount = Int32(arguments.count)
+        var instructionsLeft = state.limits.instructions
+        let wallClock = timeout ?? state.limits.wallClock
+        let deadline = ContinuousClock.now.advanced(by: wallClock)
+        let deadlineSeconds = clua_monotonic_now() + wallClock.seconds
+
+        if let overLimit = memoryCheck() { return RunOutcome(result: .failure(overLimit)) }
+        while true {
+            context.pointee.instructions_left = instructionsLeft
+            context.pointee.deadline = deadlineSeconds
+            context.pointee.kill_reason = CLUA_KILL_NONE
+            state.running = (thread, info)
+            var resultCount: Int32 = 0
+            let status = state.withEnforcedLimits { lua_resume(thread, nil, argumentCount, &resultCount) }
+            state.running = nil
+            instructionsLeft = context.pointee.instructions_left
+            let used = state.limits.instructions - instructionsLeft
+
+            switch status {
+            case LUA_OK:
+                if keepResultRef {
+                    if resultCount == 0 { lua_pushnil(thread) } else { lua_settop(thread, 1) }
+                    lua_xmove(thread, L, 1)
+                    return RunOutcome(result: .success(clua_ref(L)), instructions: used)
+                }
+                var values: [LuaValue] = []
+                for index in 0..<resultCount {
+                    do {
+                        values.append(try state.value(at: lua_gettop(thread) - resultCount + 1 + index, on: thread, depth: state.limits.jsonDepth))
+                    } catch {
+                        return RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): cannot return this value: \(error.message)")), instructions: used)
+                    }
+                }
+                return RunOutcome(result: .success(0), values: values, instructions: used)
+            case LUA_YIELD:
+                if context.pointee.kill_reason != CLUA_KILL_NONE {
+                    state.pendingOperation = nil
+                    return RunOutcome(result: .failure(limitError(context.pointee.kill_reason, thread: thread, info: info, wallClock: wallClock)), instructions: used)
+                }
+                guard let operation = state.pendingOperation else {
+                    return RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): the handler yielded outside a coroutine it created")), instructions: used)
+                }
+                state.pendingOperation = nil
+                lua_settop(thread, 0)
+                do {
+                    let results = try await operation(deadline)
+                    guard ContinuousClock.now < deadline else {
+                        return RunOutcome(result: .failure(limitError(CLUA_KILL_DEADLINE, thread: thread, info: info, wallClock: wallClock)), instructions: used)
+                    }
+                    lua_checkstack(thread, Int32(results.count + 1))
+                    lua_pushboolean(thread, 1)
+                    do {
+                        for value in results { try state.push(value, on: thread) }
+                        argumentCount = Int32(results.count + 1)
+                    } catch {
+                        lua_settop(thread, 0)
+                        lua_pushboolean(thread, 0)
+                        lua_pushstring(thread, "\(error)")
+                        argumentCount = 2
+                    }
+                } catch {
+                    if ContinuousClock.now >= deadline {
+                        return RunOutcome(result: .failure(limitError(CLUA_KILL_DEADLINE, thread: thread, info: info, wallClock: wallClock)), instructions: used)
+                    }
+                    lua_pushboolean(thread, 0)
+                    let message = (error as? LuaHostError)?.message ?? "\(error)"
+                    luaL_where(thread, 1)
+                    lua_pushstring(thread, message)
+                    lua_concat(thread, 2)
+                    argumentCount = 2
+                }
+                if let overLimit = memoryCheck() { return RunOutcome(result: .failure(overLimit), instructions: used) }
+            default:
+                let error = state.popError(status, on: thread)
+                if error.reason == .memory { clua_collectgarbage(L) }
+                return RunOutcome(result: .failure(error), instructions: used)
+            }
+        }
+    }
+
+    /// Fails the invocation when values the host pushed took the state over its cap.
+    private func memoryCheck() -> LuaError? {
+        let limit = state.limits.memoryBytes
+        guard limit > 0, state.memoryUsed > limit else { return nil }
+        clua_collectgarbage(state.L)
+        guard state.memoryUsed > limit else { return nil }
+        return LuaError(.memory, "memory limit exceeded (\(limit >> 20) MiB)")
+    }
+
+    /// The error for an invocation the hook stopped, with the place it was stopped at.
+    private func limitError(_ reason: Int32, thread: OpaquePointer, info: LuaInvocationInfo, wallClock: Duration) -> LuaError {
+        var place = info.handlerPath
+        var debug = lua_Debug()
+        if lua_getstack(thread, 0, &debug) != 0, lua_getinfo(thread, "Sl", &debug) != 0, debug.currentline > 0 {
+            place = "\(String(cString: withUnsafePointer(to: &debug.short_src) { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) })):\(debug.currentline)"
+        }
+        if reason == CLUA_KILL_DEADLINE {
+            return LuaError(.deadline, "\(place): deadline exceeded (\(wallClock.milliseconds) ms)")
+        }
+        return LuaError(.instructionLimit, "\(place): instruction limit exceeded (\(state.limits.instructions) instructions)")
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,100 @@
+import Logging
+import LuaRuntime
+import Synchronization
+
+/// `log.debug/info/warn/error(message, fields)`: handler logs into swift-log, with the invocation's
+/// metadata and the handler's path, rate-limited per handler so a loop cannot flood the log.
+public enum LogAPI {
+    /// - Parameters:
+    ///   - logger: used when an invocation carries no `HandlerContext` (e.g. while a file loads).
+    ///   - linesPerSecond: sustained rate per handler; bursts of twice that pass.
+    public static func library(logger: Logger, linesPerSecond: Int) -> LuaLibrary {
+        let limiter = LogRateLimiter(linesPerSecond: linesPerSecond)
+        var log = LuaLibrary(name: "log")
+        for (name, level) in [("debug", Logger.Level.debug), ("info", .info), ("warn", .warning), ("error", .error)] {
+            log.function(name) { call in
+                let message = try call.string(1)
+                var fields: [String: String] = [:]
+                if !call.isNil(2) {
+                    guard case .table(let array, let named) = try call.value(2) else {
+                        throw LuaHostError("bad argument #2 to '\(call.functionName)' (table expected)")
+                    }
+                    for (index, value) in array.enumerated() { fields[String(index + 1)] = render(value) }
+                    for (key, value) in named { fields[key] = render(value) }
+                }
+                let path = call.invocation?.handlerPath ?? "?"
+                let context = call.handlerContext
+                let target = context?.logger ?? logger
+                switch limiter.admit(path) {
+                case .drop:
+                    return .values(0)
+                case .admit(let suppressed):
+                    if suppressed > 0 {
+                        target.warning("handler log lines suppressed", metadata: ["handler.path": "\(path)", "suppressed": "\(suppressed)"])
+                    }
+                }
+                var metadata: Logger.Metadata = ["handler.path": "\(path)"]
+                for (key, value) in fields { metadata[key] = "\(value)" }
+                target.log(level: level, "\(message)", metadata: metadata)
+                context?.keep(HandlerContext.LogLine(level: level, message: message, fields: fields))
+                return .values(0)
+            }
+        }
+        return log
+    }
+
+    /// A field value as one line of text: strings as they are, tables as JSON-ish text.
+    public static func render(_ value: LuaValue) -> String {
+        switch value {
+        case .nil, .null: "null"
+        case .boolean(let flag): flag ? "true" : "false"
+        case .integer(let number): String(number)
+        case .number(let number): String(number)
+        case .string(let bytes): String(decoding: bytes, as: UTF8.self)
+        case .json(let bytes): String(decoding: bytes, as: UTF8.self)
+        case .table(let array, let fields):
+            "{" + (array.map(render) + fields.sorted { $0.key < $1.key }.map { "\($0.key)=\(render($0.value))" }).joined(separator: ",") + "}"
+        }
+    }
+}
+
+/// A token bucket per handler path; counts what it drops so the next admitted line can say so.
+final class LogRateLimiter: Sendable {
+    enum Decision { case admit(suppressed: Int), drop }
+
+    private struct Bucket {
+        var tokens: Double
+        var updated: ContinuousClock.Instant
+        var suppressed: Int
+    }
+
+    private let rate: Double
+    private let burst: Double
+    private let buckets = Mutex<[String: Bucket]>([:])
+
+    init(linesPerSecond: Int) {
+        rate = Double(max(1, linesPerSecond))
+        burst = rate * 2
+    }
+
+    func admit(_ key: String) -> Decision {
+        let now = ContinuousClock.now
+        return buckets.withLock { buckets in
+            var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now, suppressed: 0)
+            let elapsed = Double((now - bucket.updated).components.attoseconds) / 1e18 + Double((now - bucket.updated).components.seconds)
+            bucket.tokens = min(burst, bucket.tokens + elapsed * rate)
+            bucket.updated = now
+            let decision: Decision
+            if bucket.tokens >= 1 {
+                bucket.tokens -= 1
+                decision = .admit(suppressed: bucket.suppressed)
+                bucket.suppressed = 0
+            } else {
+                bucket.suppressed += 1
+                decision = .drop
+            }
+            buckets[key] = bucket
+            return decision
+        }
+    }
+}

@@ -1,0 +1,36 @@
+import Foundation
+import LuaRuntime
+
+/// `time.now()` (Unix seconds, fractional), `time.iso()` (RFC 3339 UTC) and `time.sleep(ms)`, which
+/// suspends the handler's coroutine without blocking a thread.
+public enum TimeAPI {
+    /// Longest single sleep; the invocation's deadline cuts it shorter anyway.
+    static let maxSleepMilliseconds: Int64 = 60_000
+
+    public static func library() -> LuaLibrary {
+        var time = LuaLibrary(name: "time")
+        time.function("now") { call in
+            try call.returning(.number(Date().timeIntervalSince1970))
+        }
+        time.function("iso") { call in
+            let date = call.isNil(1) ? Date() : Date(timeIntervalSince1970: try call.number(1))
+            return try call.returning(.string(iso8601(date)))
+        }
+        time.function("sleep") { call in
+            let milliseconds = try call.integer(1)
+            guard (0...maxSleepMilliseconds).contains(milliseconds) else {
+                throw LuaHostError("time.sleep: milliseconds must be between 0 and \(maxSleepMilliseconds)")
+            }
+            return .suspend { deadline in
+                let wake = ContinuousClock.now.advanced(by: .milliseconds(milliseconds))
+                try await Task.sleep(until: min(wake, deadline), clock: .continuous)
+                return []
+            }
+        }
+        return time
+    }
+
+    static func iso8601(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+}

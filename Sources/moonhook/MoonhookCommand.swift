@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct MoonhookCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "moonhook",
+        abstract: "A self-hosted webhook receiver that runs Lua handlers.",
+        subcommands: [RunCommand.self]
+    )
+}

@@ -51,6 +51,7 @@ static void charge_steps(MatchState *ms) {
         } else if (ctx->deadline > 0 && clua_monotonic_now() > ctx->deadline) {
             ctx->kill_reason = CLUA_KILL_DEADLINE;
         }
+        if (ctx->kill_reason != CLUA_KILL_NONE) clua_record_kill_place(ms->L, 1);
     }
     if (ctx->kill_reason != CLUA_KILL_NONE) {
         // The hook takes over at the next instruction of whatever catches this error.

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 double clua_monotonic_now(void) {
@@ -64,6 +65,20 @@ static const char *clua_kill_message(int reason) {
     }
 }
 
+void clua_record_kill_place(lua_State *L, int level) {
+    clua_context *ctx = clua_getcontext(L);
+    lua_Debug ar;
+    ctx->kill_line = 0;
+    ctx->kill_source[0] = '\0';
+    for (; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+            memcpy(ctx->kill_source, ar.short_src, sizeof ctx->kill_source);
+            ctx->kill_line = ar.currentline;
+            return;
+        }
+    }
+}
+
 // Once an invocation is over budget it must not run one more instruction of its own. Yielding
 // from a count hook cannot be caught by pcall, so that is the way out wherever Lua can yield.
 // Where it cannot (inside a sort comparator, a gsub callback, a metamethod called from C), the
@@ -86,8 +101,16 @@ static void clua_count_hook(lua_State *L, lua_Debug *ar) {
             }
             return;
         }
+        clua_record_kill_place(L, 0);
     }
-    if (lua_gethookcount(L) != 1) lua_sethook(L, clua_count_hook, LUA_MASKCOUNT, 1);
+    if (lua_gethookcount(L) != 1) {
+        lua_sethook(L, clua_count_hook, LUA_MASKCOUNT, 1);
+        /* A coroutine the script made yields to its resumer, not to the host: make the
+           invocation's own coroutine stop at its next instruction too. */
+        if (ctx->invocation != NULL && ctx->invocation != L) {
+            lua_sethook(ctx->invocation, clua_count_hook, LUA_MASKCOUNT, 1);
+        }
+    }
     if (lua_isyieldable(L)) {
         lua_yield(L, 0);
         return;
@@ -145,6 +168,7 @@ static int clua_charge(lua_State *L) {
     ctx->instructions_left -= n;
     if (ctx->instructions_left > 0 && !(ctx->deadline > 0 && clua_monotonic_now() > ctx->deadline)) return 0;
     ctx->kill_reason = ctx->instructions_left <= 0 ? CLUA_KILL_INSTRUCTIONS : CLUA_KILL_DEADLINE;
+    clua_record_kill_place(L, 1);
     lua_sethook(L, clua_count_hook, LUA_MASKCOUNT, 1);
     return luaL_error(L, "%s", clua_kill_message(ctx->kill_reason));
 }

@@ -35,6 +35,11 @@ public struct LuaOutcome: Sendable {
     /// Instructions (plus charged C-side work) the invocation used.
     public var instructions: Int64
 
+    public init(result: Result<[LuaValue], LuaError>, instructions: Int64) {
+        self.result = result
+        self.instructions = instructions
+    }
+
     public var error: LuaError? {
         if case .failure(let error) = result { return error }
         return nil

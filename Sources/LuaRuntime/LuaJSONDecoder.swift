@@ -95,7 +95,8 @@ struct LuaJSONDecoder {
         }
         while true {
             skipWhitespace()
-            guard position < input.count, current == UInt8(ascii: "\"") else { throw failure("expected a string key") }
+            guard position < input.count else { throw failure("unexpected end of input") }
+            guard current == UInt8(ascii: "\"") else { throw failure("expected a string key") }
             try decodeString()
             skipWhitespace()
             try expect(UInt8(ascii: ":"), "':'")

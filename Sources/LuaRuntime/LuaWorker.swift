@@ -183,13 +183,22 @@ public actor LuaWorker {
             context.pointee.instructions_left = instructionsLeft
             context.pointee.deadline = deadlineSeconds
             context.pointee.kill_reason = CLUA_KILL_NONE
+            context.pointee.kill_line = 0
+            context.pointee.invocation = thread
             state.running = (thread, info)
             var resultCount: Int32 = 0
             let status = state.withEnforcedLimits { lua_resume(thread, nil, argumentCount, &resultCount) }
             state.running = nil
+            context.pointee.invocation = nil
             instructionsLeft = context.pointee.instructions_left
             let used = state.limits.instructions - instructionsLeft
 
+            if context.pointee.kill_reason != CLUA_KILL_NONE {
+                // Stopped by the hook: by a yield, by an error raised where it could not yield, or
+                // after a coroutine of the script was stopped and its resumer ran to the end.
+                state.pendingOperation = nil
+                return RunOutcome(result: .failure(limitError(context.pointee.kill_reason, info: info, wallClock: wallClock)), instructions: used)
+            }
             switch status {
             case LUA_OK:
                 if keepResultRef {
@@ -207,10 +216,6 @@ public actor LuaWorker {
                 }
                 return RunOutcome(result: .success(0), values: values, instructions: used)
             case LUA_YIELD:
-                if context.pointee.kill_reason != CLUA_KILL_NONE {
-                    state.pendingOperation = nil
-                    return RunOutcome(result: .failure(limitError(context.pointee.kill_reason, thread: thread, info: info, wallClock: wallClock)), instructions: used)
-                }
                 guard let operation = state.pendingOperation else {
                     return RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): the handler yielded outside a coroutine it created")), instructions: used)
                 }
@@ -219,7 +224,7 @@ public actor LuaWorker {
                 do {
                     let results = try await operation(deadline)
                     guard ContinuousClock.now < deadline else {
-                        return RunOutcome(result: .failure(limitError(CLUA_KILL_DEADLINE, thread: thread, info: info, wallClock: wallClock)), instructions: used)
+                        return RunOutcome(result: .failure(limitError(CLUA_KILL_DEADLINE, info: info, wallClock: wallClock)), instructions: used)
                     }
                     lua_checkstack(thread, Int32(results.count + 1))
                     lua_pushboolean(thread, 1)
@@ -234,7 +239,7 @@ public actor LuaWorker {
                     }
                 } catch {
                     if ContinuousClock.now >= deadline {
-                        return RunOutcome(result: .failure(limitError(CLUA_KILL_DEADLINE, thread: thread, info: info, wallClock: wallClock)), instructions: used)
+                        return RunOutcome(result: .failure(limitError(CLUA_KILL_DEADLINE, info: info, wallClock: wallClock)), instructions: used)
                     }
                     lua_pushboolean(thread, 0)
                     let message = (error as? LuaHostError)?.message ?? "\(error)"
@@ -262,11 +267,12 @@ public actor LuaWorker {
     }
 
     /// The error for an invocation the hook stopped, with the place it was stopped at.
-    private func limitError(_ reason: Int32, thread: OpaquePointer, info: LuaInvocationInfo, wallClock: Duration) -> LuaError {
+    private func limitError(_ reason: Int32, info: LuaInvocationInfo, wallClock: Duration) -> LuaError {
         var place = info.handlerPath
-        var debug = lua_Debug()
-        if lua_getstack(thread, 0, &debug) != 0, lua_getinfo(thread, "Sl", &debug) != 0, debug.currentline > 0 {
-            place = "\(String(cString: withUnsafePointer(to: &debug.short_src) { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) })):\(debug.currentline)"
+        let line = state.context.pointee.kill_line
+        if line > 0 {
+            let source = withUnsafeBytes(of: state.context.pointee.kill_source) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            place = "\(source):\(line)"
         }
         if reason == CLUA_KILL_DEADLINE {
             return LuaError(.deadline, "\(place): deadline exceeded (\(wallClock.milliseconds) ms)")

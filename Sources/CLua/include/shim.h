@@ -40,6 +40,9 @@ typedef struct clua_context {
     double deadline;            /* CLOCK_MONOTONIC seconds; 0: none */
     int kill_reason;            /* CLUA_KILL_* */
     int hook_interval;          /* instructions between two count-hook calls */
+    lua_State *invocation;      /* the coroutine of the invocation being resumed */
+    char kill_source[LUA_IDSIZE]; /* where the limit was hit: chunk name ... */
+    int kill_line;              /* ... and line (0: unknown) */
     int64_t pattern_step_limit; /* matcher steps one pattern call may take */
     void *host;                 /* the Swift object that owns the state (unretained) */
     int (*dispatch)(lua_State *L, void *host, int function_id);
@@ -48,6 +51,9 @@ typedef struct clua_context {
 /// Creates a state whose allocator and extra space use `ctx`. Returns NULL when out of memory.
 lua_State *clua_newstate(clua_context *ctx);
 clua_context *clua_getcontext(lua_State *L);
+
+/// Records where a limit was hit: the running Lua function at `level` of `L`.
+void clua_record_kill_place(lua_State *L, int level);
 
 /// Installs the count hook on `L`; threads created from it afterwards inherit it.
 void clua_sethook(lua_State *L);

@@ -53,7 +53,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "LuaRuntimeBenchmark",
-            dependencies: ["LuaRuntime"],
+            dependencies: ["LuaRuntime", "Moonhook", "CLua", .product(name: "Logging", package: "swift-log")],
             path: "bench/LuaRuntimeBenchmark"
         ),
         .testTarget(name: "LuaRuntimeTests", dependencies: ["LuaRuntime"]),

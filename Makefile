@@ -1,0 +1,54 @@
+# moonhook: `make run` and `make test` set up everything they need on Debian 12, then build.
+# Both are idempotent: they install only what is missing.
+
+SHELL := /bin/bash
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the build and the tests need.
+APT_PACKAGES := liblua5.4-dev libssl-dev pkg-config
+# Swift from swift.org, where the toolchain image puts it, when it is not on PATH already.
+SWIFT := $(shell command -v swift 2>/dev/null || ls /opt/swift/usr/bin/swift 2>/dev/null || echo swift)
+CONFIGURATION ?= debug
+
+.PHONY: all deps build run test bench asan clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for package in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "ok installed" || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@$(SWIFT) --version >/dev/null 2>&1 || { echo "Swift 6 is required: https://www.swift.org/install/linux/"; exit 1; }
+
+build: deps
+	$(SWIFT) build -c $(CONFIGURATION) --product moonhook
+
+# Runs every example handler in handlers/ against its fixture in fixtures/.
+run: build
+	@bin=$$($(SWIFT) build -c $(CONFIGURATION) --show-bin-path)/moonhook; \
+	for fixture in fixtures/*/*.json; do \
+	  source=$$(basename $$(dirname $$fixture)); type=$$(basename $$fixture .json); \
+	  echo "== $$source/$$type"; \
+	  $$bin run handlers/$$source/$$type.lua --event $$fixture || exit 1; \
+	done
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+# Release-build benchmarks; figures go to docs/benchmarks.md.
+bench: deps
+	$(SWIFT) build -c release --product LuaRuntimeBenchmark
+	$$($(SWIFT) build -c release --show-bin-path)/LuaRuntimeBenchmark
+
+# The whole test suite under AddressSanitizer, in its own build folder.
+asan: deps
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	LSAN_OPTIONS=suppressions=$(CURDIR)/.lsan-suppressions $(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
+
+clean:
+	rm -rf .build .build-asan

@@ -11,6 +11,10 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
     ],
     targets: [
         // Debian's liblua5.4 plus the C that Swift cannot be: macro wrappers, the allocator, the count hook,
@@ -41,14 +45,21 @@ let package = Package(
                 "LuaRuntime",
                 "WebhookVerification",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
             name: "moonhook",
             dependencies: [
                 "Moonhook",
+                "WebhookVerification",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         .executableTarget(
@@ -57,7 +68,16 @@ let package = Package(
             path: "bench/LuaRuntimeBenchmark"
         ),
         .testTarget(name: "LuaRuntimeTests", dependencies: ["LuaRuntime"]),
-        .testTarget(name: "WebhookVerificationTests", dependencies: ["WebhookVerification"]),
-        .testTarget(name: "MoonhookTests", dependencies: ["Moonhook", "LuaRuntime"]),
+        // Signs test requests with the senders' own libraries (scripts/sign.py).
+        .target(name: "MoonhookTestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "WebhookVerificationTests", dependencies: ["WebhookVerification", "MoonhookTestSupport"]),
+        .testTarget(
+            name: "MoonhookTests",
+            dependencies: [
+                "Moonhook", "LuaRuntime", "WebhookVerification", "MoonhookTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
     ]
 )

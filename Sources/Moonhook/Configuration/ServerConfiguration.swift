@@ -1,0 +1,120 @@
+import Foundation
+import LuaRuntime
+
+/// Settings of `moonhook serve`, from `moonhook.yaml`, then `MOONHOOK_*` environment variables,
+/// then command-line flags (each overriding the one before). See docs/configuration.md.
+public struct ServerConfiguration: Sendable, Equatable {
+    /// Address to listen on.
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// The handlers folder: one subfolder per source.
+    public var handlersFolder = "handlers"
+    /// Where deliveries and KV data are stored (`sqlite:PATH` or `postgres://...`).
+    public var store = "sqlite:data/moonhook.sqlite"
+    /// Largest request body accepted, in bytes; larger ones get 413 while still being read.
+    public var maxBodyBytes = 1 << 20
+    /// Lua workers (one state each); default one per core.
+    public var workers = ProcessInfo.processInfo.activeProcessorCount
+    /// Handler invocations run at once, across all workers.
+    public var maxConcurrentInvocations = 256
+    /// Limits for handlers.
+    public var limits = LuaLimits()
+    /// Bearer token for `/admin` (unset: the admin API is off).
+    public var adminToken: String?
+    /// `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`.
+    public var logLevel = "info"
+
+    public init() {}
+
+    /// The `host:port` form.
+    public var listen: String { "\(host):\(port)" }
+
+    /// Sets `listen` from `host:port` (or `:port`).
+    public mutating func setListen(_ text: String, origin: String) throws(ConfigurationError) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ConfigurationError(path: origin, "listen must be HOST:PORT, got '\(text)'")
+        }
+        let host = String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        self.host = host.isEmpty ? "0.0.0.0" : host
+        self.port = port
+    }
+
+    /// The file's keys, all optional.
+    struct File: Decodable {
+        var listen: String?
+        var handlers: String?
+        var store: String?
+        var max_body_bytes: Int?
+        var workers: Int?
+        var max_concurrent_invocations: Int?
+        var admin_token: String?
+        var log_level: String?
+        var limits: Limits?
+
+        struct Limits: Decodable {
+            var memory_mb: Int?
+            var instructions: Int64?
+            var timeout_ms: Int64?
+            var pattern_steps: Int64?
+            var log_lines_per_second: Int?
+        }
+    }
+
+    /// Loads the configuration: `file` (if it exists; it must when `required`), the environment,
+    /// then whatever `overrides` sets.
+    public static func load(file: String?, required: Bool, environment: [String: String]) throws(ConfigurationError) -> ServerConfiguration {
+        var configuration = ServerConfiguration()
+        if let file {
+            if let data = FileManager.default.contents(atPath: file) {
+                let text = String(decoding: data, as: UTF8.self)
+                let parsed = try YAMLFile.decode(File.self, from: text, path: file, environment: environment)
+                try configuration.apply(parsed, origin: file)
+            } else if required {
+                throw ConfigurationError(path: file, "cannot read the configuration file")
+            }
+        }
+        try configuration.applyEnvironment(environment)
+        return configuration
+    }
+
+    mutating func apply(_ file: File, origin: String) throws(ConfigurationError) {
+        if let listen = file.listen { try setListen(listen, origin: origin) }
+        if let handlers = file.handlers { handlersFolder = handlers }
+        if let store = file.store { self.store = store }
+        if let bytes = file.max_body_bytes { maxBodyBytes = try positive(bytes, "max_body_bytes", origin) }
+        if let workers = file.workers { self.workers = try positive(workers, "workers", origin) }
+        if let count = file.max_concurrent_invocations { maxConcurrentInvocations = try positive(count, "max_concurrent_invocations", origin) }
+        if let token = file.admin_token, !token.isEmpty { adminToken = token }
+        if let level = file.log_level { logLevel = try Self.checkLevel(level, origin) }
+        if let limits = file.limits {
+            if let megabytes = limits.memory_mb { self.limits.memoryBytes = try positive(megabytes, "limits.memory_mb", origin) << 20 }
+            if let count = limits.instructions { self.limits.instructions = Int64(try positive(Int(count), "limits.instructions", origin)) }
+            if let milliseconds = limits.timeout_ms { self.limits.wallClock = .milliseconds(try positive(Int(milliseconds), "limits.timeout_ms", origin)) }
+            if let steps = limits.pattern_steps { self.limits.patternSteps = Int64(try positive(Int(steps), "limits.pattern_steps", origin)) }
+            if let lines = limits.log_lines_per_second { self.limits.logLinesPerSecond = try positive(lines, "limits.log_lines_per_second", origin) }
+        }
+    }
+
+    /// `MOONHOOK_LISTEN`, `MOONHOOK_HANDLERS`, `MOONHOOK_STORE`, `MOONHOOK_MAX_BODY_BYTES`,
+    /// `MOONHOOK_WORKERS`, `MOONHOOK_ADMIN_TOKEN`, `MOONHOOK_LOG_LEVEL`.
+    mutating func applyEnvironment(_ environment: [String: String]) throws(ConfigurationError) {
+        if let listen = environment["MOONHOOK_LISTEN"] { try setListen(listen, origin: "MOONHOOK_LISTEN") }
+        if let handlers = environment["MOONHOOK_HANDLERS"] { handlersFolder = handlers }
+        if let store = environment["MOONHOOK_STORE"] { self.store = store }
+        if let text = environment["MOONHOOK_MAX_BODY_BYTES"] { maxBodyBytes = try positive(Int(text) ?? 0, "MOONHOOK_MAX_BODY_BYTES", "environment") }
+        if let text = environment["MOONHOOK_WORKERS"] { workers = try positive(Int(text) ?? 0, "MOONHOOK_WORKERS", "environment") }
+        if let token = environment["MOONHOOK_ADMIN_TOKEN"], !token.isEmpty { adminToken = token }
+        if let level = environment["MOONHOOK_LOG_LEVEL"] { logLevel = try Self.checkLevel(level, "environment") }
+    }
+
+    private func positive(_ value: Int, _ name: String, _ origin: String) throws(ConfigurationError) -> Int {
+        guard value > 0 else { throw ConfigurationError(path: origin, "\(name) must be a positive whole number") }
+        return value
+    }
+
+    static func checkLevel(_ level: String, _ origin: String) throws(ConfigurationError) -> String {
+        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+        guard levels.contains(level) else { throw ConfigurationError(path: origin, "log_level must be one of \(levels.joined(separator: ", "))") }
+        return level
+    }
+}

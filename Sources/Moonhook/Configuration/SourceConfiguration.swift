@@ -1,0 +1,137 @@
+import Foundation
+import WebhookVerification
+
+/// A source's `source.yaml`: how to verify its webhooks and where their event type and delivery id
+/// are. Only `scheme` (and its secrets) is required; the rest defaults per scheme.
+///
+/// ```yaml
+/// scheme: github
+/// secrets: ["${GITHUB_WEBHOOK_SECRET}", "${GITHUB_WEBHOOK_SECRET_OLD}"]
+/// ```
+public struct SourceConfiguration: Sendable {
+    public var verifier: VerifierConfiguration
+    /// Where the event type is, tried in order.
+    public var type: [FieldSource]
+    /// Where the delivery id is, tried in order; the body's SHA-256 when none has it.
+    public var id: [FieldSource]
+
+    /// One place a value can come from.
+    public enum FieldSource: Sendable, Equatable, CustomStringConvertible {
+        /// A request header.
+        case header(String)
+        /// A JSON pointer into the body, such as `/data/eventType`.
+        case pointer(String)
+        /// The lower-case hex SHA-256 of the raw body.
+        case bodyHash
+
+        init(_ text: String, field: String, path: String) throws(ConfigurationError) {
+            if text.lowercased().hasPrefix("header:") {
+                let name = text.dropFirst("header:".count).trimmingCharacters(in: .whitespaces)
+                guard !name.isEmpty else { throw ConfigurationError(path: path, "'\(field)': header name missing after 'header:'") }
+                self = .header(name)
+            } else if text.hasPrefix("/") {
+                self = .pointer(text)
+            } else if text == "sha256" {
+                self = .bodyHash
+            } else {
+                throw ConfigurationError(path: path, "'\(field)' must be a JSON pointer (/data/eventType), header:NAME or sha256")
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .header(let name): "header \(name)"
+            case .pointer(let pointer): pointer
+            case .bodyHash: "the body's SHA-256"
+            }
+        }
+    }
+
+    struct File: Decodable {
+        var scheme: String?
+        var secrets: [String]?
+        var secret: String?
+        var tolerance: Int?
+        var type: String?
+        var id: String?
+        var header: String?
+        var prefix: String?
+        var algorithm: String?
+        var encoding: String?
+        var token: String?
+        var signed: String?
+    }
+
+    /// Reads `source.yaml` at `path`.
+    public static func load(path: String, environment: [String: String]) throws(ConfigurationError) -> SourceConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError(path: path, "cannot read the file")
+        }
+        let file = try YAMLFile.decode(File.self, from: String(decoding: data, as: UTF8.self), path: path, environment: environment)
+        return try SourceConfiguration(file, path: path)
+    }
+
+    init(_ file: File, path: String) throws(ConfigurationError) {
+        guard let schemeName = file.scheme else {
+            throw ConfigurationError(path: path, "missing 'scheme' (one of \(VerificationScheme.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        guard let scheme = VerificationScheme(rawValue: schemeName) else {
+            throw ConfigurationError(path: path, "unknown scheme '\(schemeName)' (one of \(VerificationScheme.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        var verifier = VerifierConfiguration(scheme: scheme)
+        verifier.secrets = (file.secrets ?? []) + (file.secret.map { [$0] } ?? [])
+        if verifier.secrets.contains(where: \.isEmpty) { throw ConfigurationError(path: path, "a secret is empty") }
+        verifier.toleranceSeconds = file.tolerance
+        verifier.header = file.header
+        verifier.prefix = file.prefix
+        if let name = file.algorithm {
+            guard let algorithm = DigestAlgorithm(rawValue: name) else { throw ConfigurationError(path: path, "'algorithm' must be sha1, sha256 or sha512") }
+            verifier.algorithm = algorithm
+        }
+        if let name = file.encoding {
+            guard let encoding = SignatureEncoding(rawValue: name) else { throw ConfigurationError(path: path, "'encoding' must be hex or base64") }
+            verifier.encoding = encoding
+        }
+        if let token = file.token {
+            switch token.lowercased() {
+            case "bearer": verifier.tokenLocation = .bearer
+            case "basic": verifier.tokenLocation = .basic
+            default:
+                guard case .header(let name) = try FieldSource(token, field: "token", path: path) else {
+                    throw ConfigurationError(path: path, "'token' must be bearer, basic or header:NAME")
+                }
+                verifier.tokenLocation = .header(name)
+            }
+        }
+        if let signed = file.signed {
+            guard let part = SignedPart(rawValue: signed) else { throw ConfigurationError(path: path, "'signed' must be body or payload") }
+            verifier.signedPart = part
+        }
+        do {
+            _ = try Verifier(verifier)
+        } catch {
+            throw ConfigurationError(path: path, error.message)
+        }
+        self.verifier = verifier
+        type = try file.type.map { (text) throws(ConfigurationError) in [try FieldSource(text, field: "type", path: path)] } ?? Self.defaultType(scheme)
+        id = try file.id.map { (text) throws(ConfigurationError) in [try FieldSource(text, field: "id", path: path)] } ?? Self.defaultID(scheme)
+    }
+
+    static func defaultType(_ scheme: VerificationScheme) -> [FieldSource] {
+        switch scheme {
+        case .github: [.header("X-GitHub-Event")]
+        case .shopify: [.header("X-Shopify-Topic")]
+        default: [.pointer("/type")]
+        }
+    }
+
+    static func defaultID(_ scheme: VerificationScheme) -> [FieldSource] {
+        switch scheme {
+        case .github: [.header("X-GitHub-Delivery"), .bodyHash]
+        case .standardWebhooks: [.header("webhook-id"), .header("svix-id"), .bodyHash]
+        case .stripe: [.pointer("/id"), .bodyHash]
+        case .shopify: [.header("X-Shopify-Webhook-Id"), .bodyHash]
+        default: [.bodyHash]
+        }
+    }
+}

@@ -1,0 +1,56 @@
+import Foundation
+import Hummingbird
+import Logging
+import LuaRuntime
+import ServiceLifecycle
+
+/// Builds the whole server: Lua workers, the sources of the handlers folder, the dispatcher and the
+/// HTTP routes, as one application whose services run in one `ServiceGroup`.
+///
+/// ```swift
+/// let app = try await buildApplication(configuration: configuration, environment: ProcessInfo.processInfo.environment, logger: logger)
+/// try await app.runService()   // SIGTERM/SIGINT: stop accepting, finish in-flight work, return
+/// ```
+public func buildApplication(
+    configuration: ServerConfiguration,
+    environment: [String: String],
+    logger: Logger,
+    onServerRunning: (@Sendable (Int) async -> Void)? = nil
+) async throws -> some ApplicationProtocol {
+    let pool = try WorkerPool(count: configuration.workers, limits: configuration.limits, logger: logger)
+    let catalog = await SourceCatalog.load(folder: configuration.handlersFolder, pool: pool, environment: environment)
+    for problem in catalog.problems {
+        logger.error("source not served", metadata: ["problem": "\(problem)"])
+    }
+    for (name, source) in catalog.sources.sorted(by: { $0.key < $1.key }) {
+        if source.configuration.verifier.scheme == .none {
+            logger.warning("source accepts webhooks without any verification (scheme: none)", metadata: ["source": "\(name)"])
+        }
+        logger.info("source ready", metadata: ["source": "\(name)", "handlers": "\(source.handlers.map(\.path).joined(separator: ","))"])
+    }
+    let sources = SourceDirectory(catalog)
+    let dispatcher = HandlerDispatcher(pool: pool, maxConcurrent: configuration.maxConcurrentInvocations, logger: logger)
+
+    let router = Router()
+    router.get("/healthz") { _, _ in "ok\n" }
+    HookController(sources: sources, dispatcher: dispatcher, maxBodyBytes: configuration.maxBodyBytes, logger: logger).addRoutes(to: router)
+
+    return Application(
+        router: router,
+        configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "moonhook"),
+        services: [WorkerPoolService(pool: pool), dispatcher],
+        onServerRunning: { channel in await onServerRunning?(channel.localAddress?.port ?? 0) },
+        logger: logger
+    )
+}
+
+/// Shuts the Lua workers down after every service after it in the group (the dispatcher, the
+/// server) has stopped.
+struct WorkerPoolService: Service {
+    let pool: WorkerPool
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        pool.shutdown()
+    }
+}

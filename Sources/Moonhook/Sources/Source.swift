@@ -1,0 +1,57 @@
+import LuaRuntime
+import WebhookVerification
+
+/// A handler file loaded into every worker.
+public struct LoadedHandler: Sendable {
+    /// Path relative to the handlers folder, e.g. `induced/browser_ready.lua`.
+    public let path: String
+    /// The file name without `.lua`: the event type it handles (or `_default`).
+    public let name: String
+    public let options: LuaHandlerOptions
+    /// The handler in each worker, in the pool's order.
+    let instances: [LuaHandler]
+
+    /// Whether the handler runs for events of `type`: its own file name, or one of its `on` patterns.
+    func handles(_ type: String) -> Bool {
+        name == type || options.on.contains { Glob.matches($0, type) }
+    }
+}
+
+/// One sender: a folder of handlers with its `source.yaml`, ready to serve.
+public struct Source: Sendable {
+    public let name: String
+    public let configuration: SourceConfiguration
+    public let verifier: Verifier
+    public let handlers: [LoadedHandler]
+
+    /// The handlers that run for an event of `type`: every handler named after the type or matching
+    /// it with `on`; `_default.lua` only when no other matches.
+    public func handlers(for type: String) -> [LoadedHandler] {
+        let matching = handlers.filter { $0.name != "_default" && $0.handles(type) }
+        if !matching.isEmpty { return matching }
+        return handlers.filter { $0.name == "_default" }
+    }
+}
+
+/// `*` matches any run of characters (dots included); everything else matches itself.
+enum Glob {
+    static func matches(_ pattern: String, _ text: String) -> Bool {
+        matches(Array(pattern.utf8)[...], Array(text.utf8)[...])
+    }
+
+    private static func matches(_ pattern: ArraySlice<UInt8>, _ text: ArraySlice<UInt8>) -> Bool {
+        guard let first = pattern.first else { return text.isEmpty }
+        if first == UInt8(ascii: "*") {
+            let rest = pattern.dropFirst()
+            if rest.isEmpty { return true }
+            var suffix = text
+            while true {
+                if matches(rest, suffix) { return true }
+                guard !suffix.isEmpty else { return false }
+                suffix = suffix.dropFirst()
+            }
+        }
+        guard let head = text.first, head == first else { return false }
+        return matches(pattern.dropFirst(), text.dropFirst())
+    }
+}

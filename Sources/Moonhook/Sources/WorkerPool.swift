@@ -1,0 +1,48 @@
+import Logging
+import LuaRuntime
+import Synchronization
+
+/// The Lua workers of the process (default one per core). Every handler is loaded into every
+/// worker; invocations are spread over the workers round-robin.
+public final class WorkerPool: Sendable {
+    public let workers: [LuaWorker]
+    private let next = Atomic<Int>(0)
+
+    public init(count: Int, limits: LuaLimits, logger: Logger) throws(LuaError) {
+        var workers: [LuaWorker] = []
+        for index in 0..<max(1, count) {
+            workers.append(try HandlerRuntime.makeWorker(logger: logger, limits: limits, name: "lua-worker-\(index)"))
+        }
+        self.workers = workers
+    }
+
+    /// Compiles `source` in every worker. All or nothing: on failure nothing stays loaded.
+    public func load(path: String, source: [UInt8]) async throws(LuaError) -> [LuaHandler] {
+        var loaded: [LuaHandler] = []
+        for worker in workers {
+            do {
+                loaded.append(try await worker.load(path: path, source: source))
+            } catch {
+                for (worker, handler) in zip(workers, loaded) { await worker.unload(handler) }
+                throw error
+            }
+        }
+        return loaded
+    }
+
+    /// Releases a handler from every worker.
+    public func unload(_ instances: [LuaHandler]) async {
+        for (worker, handler) in zip(workers, instances) { await worker.unload(handler) }
+    }
+
+    /// Invokes one handler on the next worker.
+    public func invoke(_ handler: LoadedHandler, arguments: [LuaValue], info: LuaInvocationInfo) async -> LuaOutcome {
+        let index = next.wrappingAdd(1, ordering: .relaxed).oldValue % workers.count
+        return await workers[index].invoke(handler.instances[index], arguments: arguments, info: info)
+    }
+
+    /// Lets the workers' threads end. Call once nothing invokes handlers any more.
+    public func shutdown() {
+        for worker in workers { worker.shutdown() }
+    }
+}

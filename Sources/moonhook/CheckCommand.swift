@@ -1,0 +1,35 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Moonhook
+
+struct CheckCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Validate moonhook.yaml, every source.yaml, and compile every handler.",
+        discussion: "Prints one line per problem as path:line: message and exits 1 if there is any."
+    )
+
+    @OptionGroup var options: ServerOptions
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let configuration: ServerConfiguration
+        do {
+            configuration = try options.load(environment: environment)
+        } catch {
+            print(error)
+            throw ExitCode(1)
+        }
+        let logger = Logger(label: "moonhook-check") { _ in SwiftLogNoOpLogHandler() }
+        let pool = try WorkerPool(count: 1, limits: configuration.limits, logger: logger)
+        defer { pool.shutdown() }
+        let catalog = await SourceCatalog.load(folder: configuration.handlersFolder, pool: pool, environment: environment)
+        for problem in catalog.problems { print(problem) }
+        for name in catalog.sources.keys.sorted() {
+            let source = catalog.sources[name]!
+            print("ok: \(name) (\(source.configuration.verifier.scheme.rawValue), \(source.handlers.count) handlers)")
+        }
+        if !catalog.problems.isEmpty { throw ExitCode(1) }
+    }
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import Moonhook
+import NIOCore
+import WebhookVerification
+
+struct SignCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sign",
+        abstract: "Print the headers a sender would send with FILE under SOURCE's scheme and secret.",
+        discussion: "Example: moonhook sign browser-use fixtures/browser-use/test.json"
+    )
+
+    @Argument(help: "The source (a folder of the handlers folder).") var source: String
+    @Argument(help: "The body to sign.") var file: String
+    @OptionGroup var options: ServerOptions
+
+    func run() async throws {
+        let signed = try SignedRequest.make(source: source, file: file, options: options)
+        for (name, value) in signed.headers { print("\(name): \(value)") }
+    }
+}
+
+struct SendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send",
+        abstract: "Sign FILE as SOURCE would and POST it to URL.",
+        discussion: """
+            Prints the answer's status and body; exits 0 on a 2xx answer, 1 otherwise.
+            Example: moonhook send http://127.0.0.1:8080/hooks/induced induced fixtures/induced/browser_ready.json
+            """
+    )
+
+    @Argument(help: "Where to post, e.g. http://127.0.0.1:8080/hooks/browser-use.") var url: String
+    @Argument(help: "The source whose scheme and secret sign the body.") var source: String
+    @Argument(help: "The body to send.") var file: String
+    @OptionGroup var options: ServerOptions
+
+    func run() async throws {
+        let signed = try SignedRequest.make(source: source, file: file, options: options)
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        for (name, value) in signed.headers { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(bytes: signed.body))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        print("\(response.status.code) \(String(buffer: body))", terminator: body.readableBytes > 0 && body.getInteger(at: body.writerIndex - 1, as: UInt8.self) == 10 ? "" : "\n")
+        if !(200..<300).contains(response.status.code) { throw ExitCode(1) }
+    }
+}
+
+/// A body and the headers its source's scheme gives it.
+struct SignedRequest {
+    var headers: [(name: String, value: String)]
+    var body: [UInt8]
+
+    static func make(source: String, file: String, options: ServerOptions) throws -> SignedRequest {
+        let environment = ProcessInfo.processInfo.environment
+        let configuration = try options.load(environment: environment)
+        let path = URL(fileURLWithPath: configuration.handlersFolder).appending(path: source).appending(path: "source.yaml").path
+        guard let body = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
+        do {
+            let sourceConfiguration = try SourceConfiguration.load(path: path, environment: environment)
+            let verifier = try Verifier(sourceConfiguration.verifier)
+            return SignedRequest(headers: try verifier.sign(body: Array(body), now: Date()), body: Array(body))
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+}

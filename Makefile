@@ -4,12 +4,17 @@
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build and the tests need.
-APT_PACKAGES := liblua5.4-dev libssl-dev pkg-config
+APT_PACKAGES := liblua5.4-dev libssl-dev pkg-config python3 python3-venv
 # Swift from swift.org, where the toolchain image puts it, when it is not on PATH already.
 SWIFT := $(shell command -v swift 2>/dev/null || ls /opt/swift/usr/bin/swift 2>/dev/null || echo swift)
 CONFIGURATION ?= debug
+# The senders' own signing libraries, which the tests sign requests with (scripts/sign.py).
+# browser-use-sdk 3.x no longer ships its webhook module, hence the pin.
+PIP_PACKAGES := standardwebhooks==1.1.0 svix stripe slack-sdk browser-use-sdk==2.0.15
+VENV := $(CURDIR)/.build-venv
+export MOONHOOK_PYTHON := $(VENV)/bin/python3
 
-.PHONY: all deps build run test bench asan clean
+.PHONY: all deps test-deps build run test bench asan clean
 
 all: build
 
@@ -24,6 +29,12 @@ deps:
 	fi
 	@$(SWIFT) --version >/dev/null 2>&1 || { echo "Swift 6 is required: https://www.swift.org/install/linux/"; exit 1; }
 
+# A virtual environment with the signing libraries, made once.
+test-deps: deps
+	@[ -x $(MOONHOOK_PYTHON) ] || python3 -m venv $(VENV)
+	@$(MOONHOOK_PYTHON) -c "import standardwebhooks, svix, stripe, slack_sdk, browser_use_sdk.lib.webhooks" 2>/dev/null || \
+	  $(MOONHOOK_PYTHON) -m pip install --quiet --disable-pip-version-check $(PIP_PACKAGES)
+
 build: deps
 	$(SWIFT) build -c $(CONFIGURATION) --product moonhook
 
@@ -36,7 +47,7 @@ run: build
 	  $$bin run handlers/$$source/$$type.lua --event $$fixture || exit 1; \
 	done
 
-test: deps
+test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
@@ -46,7 +57,7 @@ bench: deps
 	$$($(SWIFT) build -c release --show-bin-path)/LuaRuntimeBenchmark
 
 # The whole test suite under AddressSanitizer, in its own build folder.
-asan: deps
+asan: test-deps
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
 	LSAN_OPTIONS=suppressions=$(CURDIR)/.lsan-suppressions $(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
 

@@ -28,8 +28,14 @@ public enum ReferenceSigner {
     /// Runs python3 with `arguments` and returns its standard output.
     public static func python(_ arguments: [String], input: [UInt8]? = nil) throws -> Data {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3"] + arguments
+        // `make test` points MOONHOOK_PYTHON at a virtual environment holding the senders' libraries.
+        if let python = ProcessInfo.processInfo.environment["MOONHOOK_PYTHON"], FileManager.default.isExecutableFile(atPath: python) {
+            process.executableURL = URL(fileURLWithPath: python)
+            process.arguments = arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3"] + arguments
+        }
         let stdout = Pipe()
         let stderr = Pipe()
         let stdin = Pipe()

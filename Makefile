@@ -14,7 +14,7 @@ PIP_PACKAGES := standardwebhooks==1.1.0 svix stripe slack-sdk browser-use-sdk==2
 VENV := $(CURDIR)/.build-venv
 export MOONHOOK_PYTHON := $(VENV)/bin/python3
 
-.PHONY: all deps test-deps build run test bench asan clean
+.PHONY: all deps test-deps build run demo try test bench asan clean
 
 all: build
 
@@ -28,6 +28,41 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 	@$(SWIFT) --version >/dev/null 2>&1 || { echo "Swift 6 is required: https://www.swift.org/install/linux/"; exit 1; }
+
+# A virtual environment with the signing libraries, made once.
+test-deps: deps
+	@[ -x $(MOONHOOK_PYTHON) ] || python3 -m venv $(VENV)
+	@$(MOONHOOK_PYTHON) -c "import standardwebhooks, svix, stripe, slack_sdk, browser_use_sdk.lib.webhooks" 2>/dev/null || \
+	  $(MOONHOOK_PYTHON) -m pip install --quiet --disable-pip-version-check $(PIP_PACKAGES)
+
+build: deps
+	$(SWIFT) build -c $(CONFIGURATION) --product moonhook
+
+# Serves the example handlers/ on 127.0.0.1:8080. The example sources read their secrets from the
+# environment; unless you set them, these development values are used (`make demo` uses them too).
+export BROWSER_USE_WEBHOOK_SECRET ?= dev-browser-use-secret
+export INDUCED_WEBHOOK_TOKEN ?= dev-induced-token
+BIN = $$($(SWIFT) build -c $(CONFIGURATION) --show-bin-path)/moonhook
+
+run: build
+	@echo "moonhook: serving handlers/ on http://127.0.0.1:8080 (Ctrl-C stops; 'make demo' in another terminal sends the fixtures)"
+	@$(BIN) serve
+
+# Signs every fixture as its sender would and posts it to the server that `make run` started.
+demo: build
+	@for fixture in fixtures/*/*.json; do \
+	  source=$$(basename $$(dirname $$fixture)); \
+	  echo "== $$fixture"; \
+	  $(BIN) send http://127.0.0.1:8080/hooks/$$source $$source $$fixture || exit 1; \
+	done
+
+# Runs every example handler once against its fixture, without a server.
+try: build
+	@for fixture in fixtures/*/*.json; do \
+	  source=$$(basename $$(dirname $$fixture)); type=$$(basename $$fixture .json); \
+	  echo "== $$source/$$type"; \
+	  $(BIN) run handlers/$$source/$$type.lua --event $$fixture || exit 1; \
+	done
 
 # A virtual environment with the signing libraries, made once.
 test-deps: deps

@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.10.0"),
     ],
     targets: [
         // Debian's liblua5.4 plus the C that Swift cannot be: macro wrappers, the allocator, the count hook,
@@ -34,6 +35,15 @@ let package = Package(
             name: "WebhookVerification",
             dependencies: ["COpenSSL"]
         ),
+        // Durable state: key-value storage (and the inbox), on SQLite by default.
+        .target(
+            name: "MoonhookStore",
+            dependencies: [
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "LuaRuntime",
             dependencies: [
@@ -46,17 +56,23 @@ let package = Package(
             dependencies: [
                 "LuaRuntime",
                 "WebhookVerification",
+                "MoonhookStore",
+                "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .executableTarget(
             name: "moonhook",
             dependencies: [
                 "Moonhook",
+                "MoonhookStore",
                 "WebhookVerification",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -66,17 +82,18 @@ let package = Package(
         ),
         .executableTarget(
             name: "LuaRuntimeBenchmark",
-            dependencies: ["LuaRuntime", "Moonhook", "CLua", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["LuaRuntime", "Moonhook", "MoonhookStore", "CLua", .product(name: "Logging", package: "swift-log"), .product(name: "AsyncHTTPClient", package: "async-http-client")],
             path: "bench/LuaRuntimeBenchmark"
         ),
         .testTarget(name: "LuaRuntimeTests", dependencies: ["LuaRuntime"]),
         // Signs test requests with the senders' own libraries (scripts/sign.py).
         .target(name: "MoonhookTestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "MoonhookStoreTests", dependencies: ["MoonhookStore"]),
         .testTarget(name: "WebhookVerificationTests", dependencies: ["WebhookVerification", "MoonhookTestSupport"]),
         .testTarget(
             name: "MoonhookTests",
             dependencies: [
-                "Moonhook", "LuaRuntime", "WebhookVerification", "MoonhookTestSupport",
+                "Moonhook", "LuaRuntime", "WebhookVerification", "MoonhookStore", "MoonhookTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

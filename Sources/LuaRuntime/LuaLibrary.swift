@@ -1,5 +1,6 @@
 /// A table of host functions and constants that every handler's environment gets a copy of,
 /// such as `json` or `log`. Built by the host, one file per API area, before the state exists.
+/// A library named `_G` is not a table: its members become globals of their own.
 ///
 /// ```swift
 /// var time = LuaLibrary(name: "time")
@@ -9,6 +10,10 @@ public struct LuaLibrary: Sendable {
     public let name: String
     public private(set) var functions: [(String, LuaHostFunction.Body)] = []
     public private(set) var values: [(String, LuaValue)] = []
+    /// Lua code run once when the state is built, with the library's table and the table of the
+    /// libraries built before it (`json` first) as arguments, to add functions written in Lua
+    /// (wrappers around host functions). It runs outside the sandbox.
+    public var setup: String?
 
     public init(name: String) {
         self.name = name

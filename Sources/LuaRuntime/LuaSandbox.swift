@@ -126,7 +126,19 @@ enum LuaSandbox {
     string_metatable.__index = copy(safe_string)
     string_metatable.__metatable = false
 
-    return function()
+    -- A read-only view of `values` for one handler (its source's secrets): readable, iterable,
+    -- never writable, and the table behind it is out of reach.
+    local function readonly(name, values)
+      return setmetatable({}, {
+        __index = values,
+        __newindex = function() error(name .. " is read-only", 2) end,
+        __pairs = function() return next, values, nil end,
+        __len = function() return #values end,
+        __metatable = false,
+      })
+    end
+
+    return function(extras)
       local env = copy(globals)
       env._G = env
       env.setmetatable = safe_setmetatable
@@ -138,7 +150,13 @@ enum LuaSandbox {
       env.math = copy(math)
       env.utf8 = copy(utf8)
       env.os = copy(os_subset)
-      for name, library in next, host do env[name] = copy(library) end
+      for name, library in next, host do
+        if name == "_G" then
+          for key, value in next, library do env[key] = value end   -- host functions meant as globals
+        else
+          env[name] = copy(library)
+        end
+      end
       env.load = function(chunk, name, mode, chunk_env)
         if type(chunk) ~= "string" then return nil, "load: handlers may load source strings only" end
         if mode ~= nil and mode ~= "t" then return nil, "load: handlers may load text chunks only" end
@@ -153,6 +171,7 @@ enum LuaSandbox {
           log_info(table_concat(parts, "\t", 1, parts.n))
         end
       end
+      for name, values in next, extras or {} do env[name] = readonly(name, values) end
       return env
     end
     """#

@@ -41,7 +41,7 @@ final class LuaState {
         context.pointee.host = Unmanaged.passUnretained(self).toOpaque()
         luaL_openlibs(L)
         clua_sethook(L)
-        try installSandbox(libraries: libraries + [LuaJSONLibrary.library(depth: limits.jsonDepth)])
+        try installSandbox(libraries: [LuaJSONLibrary.library(depth: limits.jsonDepth)] + libraries)
     }
 
     deinit {
@@ -90,6 +90,14 @@ final class LuaState {
                 }
                 lua_setfield(L, -2, name)
             }
+            if let setup = library.setup {
+                let status = load(setup, chunkName: "=\(library.name).setup")
+                guard status == LUA_OK else { throw popError(status, on: L) }
+                lua_pushvalue(L, -2)  // the library
+                lua_pushvalue(L, -4)  // every library built so far (json comes first)
+                let callStatus = withEnforcedLimits { clua_pcall(L, 2, 0, 0) }
+                guard callStatus == LUA_OK else { throw popError(callStatus, on: L) }
+            }
             lua_setfield(L, -2, library.name)
         }
         lua_setfield(L, -2, "host")
@@ -122,12 +130,19 @@ final class LuaState {
     }
 
     /// Pushes a new sandbox environment on `L`'s stack. Stack effect: +1.
-    func pushNewEnvironment() throws(LuaError) {
+    /// - Parameter extras: read-only tables to add as globals (a source's secrets).
+    func pushNewEnvironment(extras: [String: LuaValue] = [:]) throws(LuaError) {
         clua_getref(L, makeEnvironmentRef)
+        do {
+            try push(.table(array: [], fields: extras), on: L)
+        } catch {
+            clua_pop(L, 1)
+            throw LuaError(.invalidHandler, "cannot pass \(extras.keys.sorted()) to the handler: \(error)")
+        }
         context.pointee.instructions_left = limits.instructions
         context.pointee.kill_reason = CLUA_KILL_NONE
         context.pointee.deadline = 0
-        let status = withEnforcedLimits { clua_pcall(L, 0, 1, 0) }
+        let status = withEnforcedLimits { clua_pcall(L, 1, 1, 0) }
         guard status == LUA_OK else { throw popError(status, on: L) }
     }
 

@@ -52,13 +52,14 @@ public actor LuaWorker {
     /// limits and keeps the function it returns.
     /// - Parameters:
     ///   - path: the file's path relative to the handlers folder, used as the chunk name.
-    public func load(path: String, source: [UInt8]) async throws(LuaError) -> LuaHandler {
+    ///   - extras: read-only tables the handler sees as globals, such as its source's `secrets`.
+    public func load(path: String, source: [UInt8], extras: [String: LuaValue] = [:]) async throws(LuaError) -> LuaHandler {
         let L = state.L
         let top = lua_gettop(L)
         defer { lua_settop(L, top) }
         let status = source.withUnsafeBytes { state.load(bytes: $0, chunkName: "@" + path) }
         guard status == LUA_OK else { throw state.popError(status, on: L) }
-        try state.pushNewEnvironment()
+        try state.pushNewEnvironment(extras: extras)
         guard lua_setupvalue(L, -2, 1) != nil else { throw LuaError(.invalidHandler, "\(path): chunk has no _ENV") }
         let functionRef = clua_ref(L)
         defer { clua_unref(L, functionRef) }

@@ -1,18 +1,47 @@
+import AsyncHTTPClient
 import Logging
 import LuaRuntime
+import MoonhookStore
+
+/// What the host APIs need from the process: where to log, store and call out.
+public struct HostServices: Sendable {
+    public var logger: Logger
+    public var limits: LuaLimits
+    public var store: any KeyValueStore
+    public var httpClient: HTTPClient
+    public var outbound: OutboundPolicy
+
+    public init(logger: Logger, limits: LuaLimits, store: any KeyValueStore, httpClient: HTTPClient, outbound: OutboundPolicy) {
+        self.logger = logger
+        self.limits = limits
+        self.store = store
+        self.httpClient = httpClient
+        self.outbound = outbound
+    }
+}
 
 /// Builds Lua workers with every host API of moonhook installed.
 public enum HandlerRuntime {
     /// The host libraries every handler gets, one per API area.
-    public static func libraries(logger: Logger, limits: LuaLimits) -> [LuaLibrary] {
+    public static func libraries(_ services: HostServices) -> [LuaLibrary] {
         [
-            LogAPI.library(logger: logger, linesPerSecond: limits.logLinesPerSecond),
+            LogAPI.library(logger: services.logger, linesPerSecond: services.limits.logLinesPerSecond),
             TimeAPI.library(),
-        ]
+            KVAPI.library(store: services.store),
+            HTTPAPI.library(client: services.httpClient, policy: services.outbound),
+        ] + CryptoAPI.libraries()
     }
 
     /// A worker with moonhook's host APIs.
-    public static func makeWorker(logger: Logger, limits: LuaLimits = LuaLimits(), name: String = "lua-worker") throws(LuaError) -> LuaWorker {
-        try LuaWorker(libraries: libraries(logger: logger, limits: limits), limits: limits, name: name)
+    public static func makeWorker(_ services: HostServices, name: String = "lua-worker") throws(LuaError) -> LuaWorker {
+        try LuaWorker(libraries: libraries(services), limits: services.limits, name: name)
+    }
+
+    /// The HTTP client handlers share: redirects are followed by `HTTPAPI` itself (each hop is
+    /// checked against the outbound policy), so the client follows none.
+    public static func makeHTTPClient() -> HTTPClient {
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10), read: .seconds(30)))
+        configuration.httpVersion = .http1Only
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import LuaRuntime
+import MoonhookStore
 import WebhookVerification
 
 /// One handler run once against one event file, in the same sandbox and with the same host APIs
@@ -17,8 +18,14 @@ public struct HandlerTrial: Sendable {
     /// The handlers folder, which error paths are relative to.
     public var handlersFolder: URL
     public var limits: LuaLimits
+    /// What `http` may reach.
+    public var outbound: OutboundPolicy
 
-    public init(handlerFile: URL, eventFile: URL, type: String? = nil, source: String? = nil, handlersFolder: URL, limits: LuaLimits = LuaLimits()) {
+    public init(
+        handlerFile: URL, eventFile: URL, type: String? = nil, source: String? = nil, handlersFolder: URL,
+        limits: LuaLimits = LuaLimits(), outbound: OutboundPolicy = OutboundPolicy()
+    ) {
+        self.outbound = outbound
         self.handlerFile = handlerFile
         self.eventFile = eventFile
         self.type = type
@@ -50,15 +57,29 @@ public struct HandlerTrial: Sendable {
         let path = handlerPath
         let source = try readFile(handlerFile, what: "handler")
         let body = try readFile(eventFile, what: "event")
+        let client = HandlerRuntime.makeHTTPClient()
+        let services = HostServices(logger: logger, limits: limits, store: MemoryKeyValueStore(), httpClient: client, outbound: outbound)
+        let worker: LuaWorker
+        do {
+            worker = try HandlerRuntime.makeWorker(services, name: "moonhook-run")
+        } catch {
+            try await client.shutdown()
+            throw error
+        }
+        let report = await invoke(worker: worker, path: path, source: source, body: body, logger: logger)
+        worker.shutdown()
+        try await client.shutdown()
+        return report
+    }
+
+    private func invoke(worker: LuaWorker, path: String, source: [UInt8], body: [UInt8], logger: Logger) async -> Report {
         let eventSource = self.source ?? handlerFile.deletingLastPathComponent().lastPathComponent
         let eventType = self.type ?? handlerFile.deletingPathExtension().lastPathComponent
-        let worker = try HandlerRuntime.makeWorker(logger: logger, limits: limits, name: "moonhook-run")
-        defer { worker.shutdown() }
         let clock = ContinuousClock()
         let started = clock.now
         let handler: LuaHandler
         do {
-            handler = try await worker.load(path: path, source: source)
+            handler = try await worker.load(path: path, source: source, extras: ["secrets": .table(array: [], fields: [:])])
         } catch {
             return Report(handlerPath: path, outcome: .failure(error), logLines: [], instructions: 0, duration: clock.now - started)
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Moonhook
+import MoonhookStore
 
 struct CheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,9 +23,12 @@ struct CheckCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let logger = Logger(label: "moonhook-check") { _ in SwiftLogNoOpLogHandler() }
-        let pool = try WorkerPool(count: 1, limits: configuration.limits, logger: logger)
-        defer { pool.shutdown() }
+        let client = HandlerRuntime.makeHTTPClient()
+        let services = HostServices(logger: logger, limits: configuration.limits, store: MemoryKeyValueStore(), httpClient: client, outbound: configuration.outbound)
+        let pool = try WorkerPool(count: 1, services: services)
         let catalog = await SourceCatalog.load(folder: configuration.handlersFolder, pool: pool, environment: environment)
+        pool.shutdown()
+        try await client.shutdown()
         for problem in catalog.problems { print(problem) }
         for name in catalog.sources.keys.sorted() {
             let source = catalog.sources[name]!

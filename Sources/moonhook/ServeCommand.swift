@@ -23,7 +23,10 @@ struct ServeCommand: AsyncParsableCommand {
         let configuration = try options.load(environment: environment)
         LogSetup.bootstrap(level: configuration.logLevel)
         let logger = Logger(label: "moonhook")
-        let app = try await buildApplication(configuration: configuration, environment: environment, logger: logger)
+        let host = configuration.host
+        let app = try await buildApplication(configuration: configuration, environment: environment, logger: logger) { port in
+            logger.notice("moonhook listening", metadata: ["address": "\(host):\(port)"])
+        }
         try await app.runService()
     }
 }

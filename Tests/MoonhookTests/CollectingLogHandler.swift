@@ -1,4 +1,7 @@
 import Logging
+import LuaRuntime
+import Moonhook
+import MoonhookStore
 import Synchronization
 
 /// A swift-log handler that keeps every record, so tests can read what the host logged.
@@ -33,5 +36,14 @@ struct CollectingLogHandler: LogHandler {
     func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
         let merged = self.metadata.merging(metadata ?? [:]) { _, new in new }
         records.append(.init(level: level, message: message.description, metadata: merged.mapValues { "\($0)" }))
+    }
+}
+
+/// Host services for tests: an in-memory store and one HTTP client for the whole test run.
+enum TestServices {
+    static let client = HandlerRuntime.makeHTTPClient()
+
+    static func make(_ logger: Logger, limits: LuaLimits = LuaLimits(), store: any KeyValueStore = MemoryKeyValueStore(), outbound: OutboundPolicy = OutboundPolicy()) -> HostServices {
+        HostServices(logger: logger, limits: limits, store: store, httpClient: client, outbound: outbound)
     }
 }

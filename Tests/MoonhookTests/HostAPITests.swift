@@ -1,12 +1,13 @@
 import Foundation
 import LuaRuntime
 import Moonhook
+import MoonhookStore
 import Testing
 
 @Suite("Host APIs: log and time")
 struct HostAPITests {
     static func invoke(_ body: String, logger records: LogRecords, limits: LuaLimits = LuaLimits()) async throws -> (LuaOutcome, HandlerContext) {
-        let worker = try HandlerRuntime.makeWorker(logger: records.logger(), limits: limits)
+        let worker = try HandlerRuntime.makeWorker(TestServices.make(records.logger(), limits: limits))
         defer { worker.shutdown() }
         let handler = try await worker.load(path: "src/h.lua", source: Array("return function(event)\n\(body)\nend".utf8))
         let context = HandlerContext(source: "src", logger: records.logger())

@@ -1,9 +1,11 @@
+import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import LuaRuntime
 import Moonhook
+import MoonhookStore
 import MoonhookTestSupport
 import NIOCore
 import Testing
@@ -41,6 +43,7 @@ enum Server {
         configuration.port = 0
         configuration.workers = 2
         configuration.maxBodyBytes = maxBodyBytes
+        configuration.store = "sqlite:" + handlers.folder.appending(path: "state/moonhook.sqlite").path
         return configuration
     }
 
@@ -141,6 +144,25 @@ struct ServerTests {
         #expect(refusals.contains { $0.metadata["reason"] == "signature does not match" && $0.metadata["status"] == "401" })
     }
 
+    /// A body sent in chunks, with no Content-Length, is cut off at the limit while it is read.
+    @Test func oversizedStreamedBodiesAreRefusedWhileReading() async throws {
+        let handlers = try TestHandlers()
+        defer { handlers.remove() }
+        let app = try await buildApplication(configuration: Server.configuration(handlers, maxBodyBytes: 4096), environment: Server.environment, logger: LogRecords().logger())
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/hooks/browser-use")
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: "X-Webhook-Signature", value: String(repeating: "0", count: 64))
+            let chunks = (0..<64).map { _ in ByteBuffer(repeating: UInt8(ascii: " "), count: 1024) }
+            request.body = .stream(chunks.async, length: .unknown)
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            #expect(response.status.code == 413)
+            #expect(String(buffer: try await response.body.collect(upTo: 1024)) == "body exceeds the limit of 4096 bytes\n")
+        }
+    }
+
     @Test func handlersResolveByNamePatternAndDefault() async throws {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }
@@ -188,7 +210,7 @@ struct ServerTests {
         try handlers.write("nosecret/source.yaml", "scheme: github\n")
         try handlers.write("env/source.yaml", "scheme: github\nsecrets:\n  - ${NOT_SET_ANYWHERE}\n")
         try handlers.write("missing/x.lua", "return function() end")
-        let pool = try WorkerPool(count: 1, limits: LuaLimits(), logger: LogRecords().logger())
+        let pool = try WorkerPool(count: 1, services: TestServices.make(LogRecords().logger()))
         defer { pool.shutdown() }
         let catalog = await SourceCatalog.load(folder: handlers.folder.path, pool: pool, environment: [:])
         #expect(catalog.sources.keys.sorted() == ["good"])
@@ -203,4 +225,14 @@ struct ServerTests {
 
 extension Digest {
     static func sha256Hex(_ bytes: [UInt8]) -> String { hex(hash(.sha256, bytes)) }
+}
+
+extension Array where Element: Sendable {
+    /// The elements as an async sequence, for streamed request bodies.
+    var async: AsyncStream<Element> {
+        AsyncStream { continuation in
+            for element in self { continuation.yield(element) }
+            continuation.finish()
+        }
+    }
 }

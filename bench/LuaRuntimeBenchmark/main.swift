@@ -10,11 +10,13 @@
 //    synchronous host call: the difference is the cost of a yielding call.
 // 3. 10,000 invocations suspended at once in one worker: the RSS they add, against 10,000 bare
 //    coroutines (lua_newthread) on a plain state.
+import AsyncHTTPClient
 import CLua
 import Foundation
 import Logging
 import LuaRuntime
 import Moonhook
+import MoonhookStore
 
 let body = Array(#"{"type":"agent.task.status_update","timestamp":"2025-01-15T10:30:00Z","payload":{"taskId":"task_abc123def456","status":"finished","sessionId":"session_xyz789","output":"Found 3 results for the query; the cheapest flight leaves at 07:15 and costs 129 EUR.","steps":12,"cost":0.0421,"tags":["travel","search"]}}"#.utf8)
 let handlerSource = Array("return function(event) return event.body.payload.status end".utf8)
@@ -163,7 +165,7 @@ benchLibrary.function("park") { _ in
 let logger = Logger(label: "bench")
 var limits = LuaLimits()
 limits.memoryBytes = 1 << 30
-let worker = try LuaWorker(libraries: HandlerRuntime.libraries(logger: logger, limits: limits) + [benchLibrary], limits: limits)
+let worker = try LuaWorker(libraries: HandlerRuntime.libraries(HostServices(logger: logger, limits: limits, store: MemoryKeyValueStore(), httpClient: HTTPClient.shared, outbound: OutboundPolicy())) + [benchLibrary], limits: limits)
 let trivial = try await worker.load(path: "bench/trivial.lua", source: handlerSource)
 let syncCall = try await worker.load(path: "bench/sync.lua", source: Array("return function(event) bench.sync() return event.body.payload.status end".utf8))
 let yieldingCall = try await worker.load(path: "bench/yield.lua", source: Array("return function(event) bench.yield() return event.body.payload.status end".utf8))

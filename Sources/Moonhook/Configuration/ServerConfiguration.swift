@@ -23,6 +23,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var adminToken: String?
     /// `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`.
     public var logLevel = "info"
+    /// What handlers may reach with `http`.
+    public var outbound = OutboundPolicy()
 
     public init() {}
 
@@ -50,6 +52,15 @@ public struct ServerConfiguration: Sendable, Equatable {
         var admin_token: String?
         var log_level: String?
         var limits: Limits?
+        var http: HTTP?
+
+        struct HTTP: Decodable {
+            var allow: [String]?
+            var max_calls: Int?
+            var max_response_bytes: Int?
+            var max_redirects: Int?
+            var timeout_ms: Int?
+        }
 
         struct Limits: Decodable {
             var memory_mb: Int?
@@ -86,6 +97,24 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let count = file.max_concurrent_invocations { maxConcurrentInvocations = try positive(count, "max_concurrent_invocations", origin) }
         if let token = file.admin_token, !token.isEmpty { adminToken = token }
         if let level = file.log_level { logLevel = try Self.checkLevel(level, origin) }
+        if let http = file.http {
+            for entry in http.allow ?? [] {
+                if let range = IPRange(entry) {
+                    outbound.allowedRanges.append(range)
+                } else if !entry.isEmpty, !entry.contains("/") {
+                    outbound.allowedHosts.insert(entry.lowercased())
+                } else {
+                    throw ConfigurationError(path: origin, "http.allow: '\(entry)' is neither a host name nor an address range")
+                }
+            }
+            if let calls = http.max_calls { outbound.maxCallsPerInvocation = try positive(calls, "http.max_calls", origin) }
+            if let bytes = http.max_response_bytes { outbound.maxResponseBytes = try positive(bytes, "http.max_response_bytes", origin) }
+            if let redirects = http.max_redirects {
+                guard redirects >= 0 else { throw ConfigurationError(path: origin, "http.max_redirects must be 0 or more") }
+                outbound.maxRedirects = redirects
+            }
+            if let milliseconds = http.timeout_ms { outbound.defaultTimeout = .milliseconds(try positive(milliseconds, "http.timeout_ms", origin)) }
+        }
         if let limits = file.limits {
             if let megabytes = limits.memory_mb { self.limits.memoryBytes = try positive(megabytes, "limits.memory_mb", origin) << 20 }
             if let count = limits.instructions { self.limits.instructions = Int64(try positive(Int(count), "limits.instructions", origin)) }

@@ -14,6 +14,9 @@ public struct SourceConfiguration: Sendable {
     public var type: [FieldSource]
     /// Where the delivery id is, tried in order; the body's SHA-256 when none has it.
     public var id: [FieldSource]
+    /// Secrets the handlers read as `secrets.NAME`: each name in `handler_secrets` with the value of
+    /// the environment variable of that name.
+    public var handlerSecrets: [String: String] = [:]
 
     /// One place a value can come from.
     public enum FieldSource: Sendable, Equatable, CustomStringConvertible {
@@ -60,6 +63,7 @@ public struct SourceConfiguration: Sendable {
         var encoding: String?
         var token: String?
         var signed: String?
+        var handler_secrets: [String]?
     }
 
     /// Reads `source.yaml` at `path`.
@@ -68,7 +72,14 @@ public struct SourceConfiguration: Sendable {
             throw ConfigurationError(path: path, "cannot read the file")
         }
         let file = try YAMLFile.decode(File.self, from: String(decoding: data, as: UTF8.self), path: path, environment: environment)
-        return try SourceConfiguration(file, path: path)
+        var configuration = try SourceConfiguration(file, path: path)
+        for name in file.handler_secrets ?? [] {
+            guard let value = environment[name] else {
+                throw ConfigurationError(path: path, "handler secret \(name): environment variable \(name) is not set")
+            }
+            configuration.handlerSecrets[name] = value
+        }
+        return configuration
     }
 
     init(_ file: File, path: String) throws(ConfigurationError) {
@@ -97,7 +108,7 @@ public struct SourceConfiguration: Sendable {
             case "bearer": verifier.tokenLocation = .bearer
             case "basic": verifier.tokenLocation = .basic
             default:
-                guard case .header(let name) = try FieldSource(token, field: "token", path: path) else {
+                guard token.lowercased().hasPrefix("header:"), case .header(let name) = try FieldSource(token, field: "token", path: path) else {
                     throw ConfigurationError(path: path, "'token' must be bearer, basic or header:NAME")
                 }
                 verifier.tokenLocation = .header(name)

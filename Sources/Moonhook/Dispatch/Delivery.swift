@@ -10,6 +10,8 @@ public struct Delivery: Sendable {
     public var body: [UInt8]
     /// The handlers resolved for it when it was received.
     public var handlers: [LoadedHandler]
+    /// The source's handler secrets, kept out of the handlers' log lines.
+    public var redactions: [String] = []
 
     /// The `event` argument for attempt `attempt`.
     func event(attempt: Int) -> HandlerEvent {

@@ -63,7 +63,7 @@ public final class HandlerDispatcher: Service, Sendable {
         logger[metadataKey: "event.type"] = "\(delivery.type)"
         logger[metadataKey: "delivery.id"] = "\(delivery.id)"
         logger[metadataKey: "handler.path"] = "\(handler.path)"
-        let context = HandlerContext(source: delivery.source, logger: logger)
+        let context = HandlerContext(source: delivery.source, logger: logger, redactions: delivery.redactions)
         let clock = ContinuousClock()
         let started = clock.now
         let outcome = await pool.invoke(handler, arguments: [delivery.event(attempt: 1).luaValue], info: LuaInvocationInfo(handlerPath: handler.path, context: context))
@@ -74,20 +74,13 @@ public final class HandlerDispatcher: Service, Sendable {
                 $0.inFlight -= 1
                 $0.succeeded += 1
             }
-            logger.debug("handler succeeded", metadata: ["duration.ms": "\(elapsed.milliseconds)"])
+            logger.debug("handler succeeded", metadata: ["duration.ms": "\(elapsed.totalMilliseconds)"])
         case .failure(let error):
             tally.withLock {
                 $0.inFlight -= 1
                 $0.failed += 1
             }
-            logger.error("handler failed", metadata: ["error": "\(error.message)", "duration.ms": "\(elapsed.milliseconds)"])
+            logger.error("handler failed", metadata: ["error": "\(error.message)", "duration.ms": "\(elapsed.totalMilliseconds)"])
         }
-    }
-}
-
-extension Duration {
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }

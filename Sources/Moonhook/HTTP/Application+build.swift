@@ -1,7 +1,9 @@
+import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Logging
 import LuaRuntime
+import MoonhookStore
 import ServiceLifecycle
 
 /// Builds the whole server: Lua workers, the sources of the handlers folder, the dispatcher and the
@@ -17,7 +19,17 @@ public func buildApplication(
     logger: Logger,
     onServerRunning: (@Sendable (Int) async -> Void)? = nil
 ) async throws -> some ApplicationProtocol {
-    let pool = try WorkerPool(count: configuration.workers, limits: configuration.limits, logger: logger)
+    let store = try await StoreLocation(configuration.store).open(logger: logger)
+    let client = HandlerRuntime.makeHTTPClient()
+    let services = HostServices(logger: logger, limits: configuration.limits, store: store, httpClient: client, outbound: configuration.outbound)
+    let pool: WorkerPool
+    do {
+        pool = try WorkerPool(count: configuration.workers, services: services)
+    } catch {
+        try? await client.shutdown()
+        await store.close()
+        throw error
+    }
     let catalog = await SourceCatalog.load(folder: configuration.handlersFolder, pool: pool, environment: environment)
     for problem in catalog.problems {
         logger.error("source not served", metadata: ["problem": "\(problem)"])
@@ -38,19 +50,36 @@ public func buildApplication(
     return Application(
         router: router,
         configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "moonhook"),
-        services: [WorkerPoolService(pool: pool), dispatcher],
+        services: [RuntimeService(pool: pool, store: store, client: client, logger: logger), dispatcher],
         onServerRunning: { channel in await onServerRunning?(channel.localAddress?.port ?? 0) },
         logger: logger
     )
 }
 
-/// Shuts the Lua workers down after every service after it in the group (the dispatcher, the
-/// server) has stopped.
-struct WorkerPoolService: Service {
+/// Owns the Lua workers and the store for the life of the server: purges expired keys once a minute,
+/// and shuts both down after every service after it in the group (the dispatcher, the server) has
+/// stopped.
+struct RuntimeService: Service {
     let pool: WorkerPool
+    let store: SQLiteStore
+    let client: HTTPClient
+    let logger: Logger
 
     func run() async throws {
-        try? await gracefulShutdown()
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(60))
+                guard !Task.isCancelled else { break }
+                do {
+                    let purged = try await store.purgeExpired()
+                    if purged > 0 { logger.debug("expired keys purged", metadata: ["count": "\(purged)"]) }
+                } catch {
+                    logger.error("purging expired keys failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
         pool.shutdown()
+        try? await client.shutdown()
+        await store.close()
     }
 }

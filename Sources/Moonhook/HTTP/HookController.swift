@@ -50,7 +50,8 @@ struct HookController: Sendable {
         let handlers = source.handlers(for: envelope.type)
         var lowercased: [String: String] = [:]
         for (name, value) in headers { lowercased[name.lowercased(), default: value] = lowercased[name.lowercased()].map { "\($0), \(value)" } ?? value }
-        let delivery = Delivery(id: envelope.id, source: source.name, type: envelope.type, receivedAt: Date(), headers: lowercased, body: webhook.body, handlers: handlers)
+        var delivery = Delivery(id: envelope.id, source: source.name, type: envelope.type, receivedAt: Date(), headers: lowercased, body: webhook.body, handlers: handlers)
+        delivery.redactions = Array(source.configuration.handlerSecrets.values)
         let metadata: Logger.Metadata = ["source": "\(source.name)", "event.type": "\(envelope.type)", "delivery.id": "\(envelope.id)"]
         if handlers.isEmpty {
             logger.info("webhook accepted, no handler for its type (unhandled)", metadata: metadata)

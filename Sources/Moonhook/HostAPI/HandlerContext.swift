@@ -8,7 +8,10 @@ import Synchronization
 public final class HandlerContext: Sendable {
     public let source: String
     public let logger: Logger
+    /// Secret values that must never reach a log: replaced by `[redacted]` in every line.
+    public let redactions: [String]
     private let lines = Mutex<[LogLine]>([])
+    private let outboundCalls = Mutex(0)
 
     /// One line a handler logged.
     public struct LogLine: Sendable, Equatable {
@@ -20,12 +23,27 @@ public final class HandlerContext: Sendable {
     /// Lines kept per invocation; later ones are only logged, not kept.
     public static let keptLines = 200
 
-    public init(source: String, logger: Logger) {
+    public init(source: String, logger: Logger, redactions: [String] = []) {
         self.source = source
         self.logger = logger
+        self.redactions = redactions.filter { !$0.isEmpty }.sorted { $0.count > $1.count }
+    }
+
+    /// `text` with every secret value replaced.
+    func redact(_ text: String) -> String {
+        redactions.reduce(text) { $0.replacingOccurrences(of: $1, with: "[redacted]") }
     }
 
     public var logLines: [LogLine] { lines.withLock { $0 } }
+
+    /// Counts one outbound call; false once `limit` calls were made.
+    func countOutboundCall(limit: Int) -> Bool {
+        outboundCalls.withLock { count in
+            guard count < limit else { return false }
+            count += 1
+            return true
+        }
+    }
 
     func keep(_ line: LogLine) {
         lines.withLock { if $0.count < Self.keptLines { $0.append(line) } }

@@ -13,17 +13,18 @@ public enum LogAPI {
         var log = LuaLibrary(name: "log")
         for (name, level) in [("debug", Logger.Level.debug), ("info", .info), ("warn", .warning), ("error", .error)] {
             log.function(name) { call in
-                let message = try call.string(1)
+                let context = call.handlerContext
+                let text = try call.string(1)
+                let message = context?.redact(text) ?? text
                 var fields: [String: String] = [:]
                 if !call.isNil(2) {
                     guard case .table(let array, let named) = try call.value(2) else {
                         throw LuaHostError("bad argument #2 to '\(call.functionName)' (table expected)")
                     }
-                    for (index, value) in array.enumerated() { fields[String(index + 1)] = render(value) }
-                    for (key, value) in named { fields[key] = render(value) }
+                    for (index, value) in array.enumerated() { fields[String(index + 1)] = context?.redact(render(value)) ?? render(value) }
+                    for (key, value) in named { fields[key] = context?.redact(render(value)) ?? render(value) }
                 }
                 let path = call.invocation?.handlerPath ?? "?"
-                let context = call.handlerContext
                 let target = context?.logger ?? logger
                 switch limiter.admit(path) {
                 case .drop:
@@ -41,6 +42,14 @@ public enum LogAPI {
             }
         }
         return log
+    }
+
+    /// A number or boolean as text; nil for other values.
+    static func renderScalar(_ value: LuaValue) -> String? {
+        switch value {
+        case .integer, .number, .boolean: render(value)
+        default: nil
+        }
     }
 
     /// A field value as one line of text: strings as they are, tables as JSON-ish text.

@@ -65,7 +65,8 @@ public struct SourceCatalog: Sendable {
                 continue
             }
             do {
-                let instances = try await pool.load(path: path, source: Array(data))
+                let secrets = LuaValue.table(array: [], fields: configuration.handlerSecrets.mapValues { .string($0) })
+                let instances = try await pool.load(path: path, source: Array(data), extras: ["secrets": secrets])
                 handlers.append(LoadedHandler(path: path, name: String(file.dropLast(4)), options: instances[0].options, instances: instances))
             } catch {
                 problems.append(ConfigurationError.fromLua(error, path: path))

@@ -1,5 +1,6 @@
 import Logging
 import LuaRuntime
+import MoonhookStore
 import Synchronization
 
 /// The Lua workers of the process (default one per core). Every handler is loaded into every
@@ -8,20 +9,20 @@ public final class WorkerPool: Sendable {
     public let workers: [LuaWorker]
     private let next = Atomic<Int>(0)
 
-    public init(count: Int, limits: LuaLimits, logger: Logger) throws(LuaError) {
+    public init(count: Int, services: HostServices) throws(LuaError) {
         var workers: [LuaWorker] = []
         for index in 0..<max(1, count) {
-            workers.append(try HandlerRuntime.makeWorker(logger: logger, limits: limits, name: "lua-worker-\(index)"))
+            workers.append(try HandlerRuntime.makeWorker(services, name: "lua-worker-\(index)"))
         }
         self.workers = workers
     }
 
     /// Compiles `source` in every worker. All or nothing: on failure nothing stays loaded.
-    public func load(path: String, source: [UInt8]) async throws(LuaError) -> [LuaHandler] {
+    public func load(path: String, source: [UInt8], extras: [String: LuaValue] = [:]) async throws(LuaError) -> [LuaHandler] {
         var loaded: [LuaHandler] = []
         for worker in workers {
             do {
-                loaded.append(try await worker.load(path: path, source: source))
+                loaded.append(try await worker.load(path: path, source: source, extras: extras))
             } catch {
                 for (worker, handler) in zip(workers, loaded) { await worker.unload(handler) }
                 throw error

@@ -1,0 +1,81 @@
+import Foundation
+
+/// A `KeyValueStore` in memory, for `moonhook run` and single-shot tools: nothing survives the process.
+public actor MemoryKeyValueStore: KeyValueStore {
+    private struct Entry {
+        var value: [UInt8]
+        var expiresAt: Int64?
+    }
+
+    private var entries: [String: [String: Entry]] = [:]
+    private let clock: @Sendable () -> Int64
+
+    /// - Parameter clock: milliseconds since the epoch (tests pass their own).
+    public init(clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
+        self.clock = clock
+    }
+
+    private func live(_ namespace: String, _ key: String) -> Entry? {
+        guard let entry = entries[namespace]?[key] else { return nil }
+        if let expiresAt = entry.expiresAt, expiresAt <= clock() { return nil }
+        return entry
+    }
+
+    private func expiry(_ ttl: Duration?) -> Int64? { ttl.map { clock() + $0.totalMilliseconds } }
+
+    public func get(_ namespace: String, _ key: String) -> [UInt8]? { live(namespace, key)?.value }
+
+    public func set(_ namespace: String, _ key: String, _ value: [UInt8], ttl: Duration?) {
+        entries[namespace, default: [:]][key] = Entry(value: value, expiresAt: expiry(ttl))
+    }
+
+    public func delete(_ namespace: String, _ key: String) -> Bool {
+        let existed = live(namespace, key) != nil
+        entries[namespace]?[key] = nil
+        return existed
+    }
+
+    public func increment(_ namespace: String, _ key: String, by: Int64, ttl: Duration?) throws -> Int64 {
+        let current = live(namespace, key)
+        var base: Int64 = 0
+        if let current {
+            guard let text = String(validating: current.value, as: UTF8.self), let number = Int64(text) else {
+                throw StoreError(.notAnInteger, "the value at '\(key)' is not an integer")
+            }
+            base = number
+        }
+        let (sum, overflow) = base.addingReportingOverflow(by)
+        if overflow { throw StoreError(.overflow, "incrementing '\(key)' overflows 64 bits") }
+        entries[namespace, default: [:]][key] = Entry(value: Array(String(sum).utf8), expiresAt: current?.expiresAt ?? expiry(ttl))
+        return sum
+    }
+
+    public func add(_ namespace: String, _ key: String, _ value: [UInt8], ttl: Duration?) -> Bool {
+        guard live(namespace, key) == nil else { return false }
+        set(namespace, key, value, ttl: ttl)
+        return true
+    }
+
+    public func compareAndSwap(_ namespace: String, _ key: String, expected: [UInt8]?, new: [UInt8], ttl: Duration?) -> Bool {
+        guard live(namespace, key)?.value == expected else { return false }
+        set(namespace, key, new, ttl: ttl)
+        return true
+    }
+
+    public func list(_ namespace: String, prefix: String, limit: Int, after cursor: String?) -> [(key: String, value: [UInt8])] {
+        let keys = (entries[namespace] ?? [:]).keys.filter { $0.hasPrefix(prefix) && (cursor == nil || $0 > cursor!) }.sorted()
+        return keys.compactMap { key in live(namespace, key).map { (key: key, value: $0.value) } }.prefix(limit).map { $0 }
+    }
+
+    public func purgeExpired() -> Int {
+        let now = clock()
+        var removed = 0
+        for (namespace, table) in entries {
+            for (key, entry) in table where (entry.expiresAt ?? .max) <= now {
+                entries[namespace]?[key] = nil
+                removed += 1
+            }
+        }
+        return removed
+    }
+}

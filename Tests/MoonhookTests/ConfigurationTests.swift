@@ -1,0 +1,116 @@
+import Foundation
+import LuaRuntime
+import Moonhook
+import Testing
+import WebhookVerification
+
+@Suite("Configuration files")
+struct ConfigurationTests {
+    static func file(_ text: String) throws -> String {
+        let url = FileManager.default.temporaryDirectory.appending(path: "moonhook-\(UUID().uuidString).yaml")
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    @Test func everyKeyIsRead() throws {
+        let path = try Self.file("""
+            listen: 0.0.0.0:9090
+            handlers: /srv/handlers
+            store: sqlite:/var/lib/moonhook/db.sqlite
+            max_body_bytes: 2048
+            workers: 3
+            max_concurrent_invocations: 10
+            admin_token: ${ADMIN}
+            log_level: debug
+            limits:
+              memory_mb: 64
+              instructions: 1000
+              timeout_ms: 1500
+              pattern_steps: 99
+              log_lines_per_second: 7
+            """)
+        let configuration = try ServerConfiguration.load(file: path, required: true, environment: ["ADMIN": "s3cret"])
+        #expect(configuration.listen == "0.0.0.0:9090")
+        #expect(configuration.handlersFolder == "/srv/handlers")
+        #expect(configuration.store == "sqlite:/var/lib/moonhook/db.sqlite")
+        #expect(configuration.maxBodyBytes == 2048)
+        #expect(configuration.workers == 3)
+        #expect(configuration.maxConcurrentInvocations == 10)
+        #expect(configuration.adminToken == "s3cret")
+        #expect(configuration.logLevel == "debug")
+        #expect(configuration.limits.memoryBytes == 64 << 20)
+        #expect(configuration.limits.instructions == 1000)
+        #expect(configuration.limits.wallClock == .milliseconds(1500))
+        #expect(configuration.limits.patternSteps == 99)
+        #expect(configuration.limits.logLinesPerSecond == 7)
+    }
+
+    @Test func environmentOverridesTheFile() throws {
+        let path = try Self.file("listen: 127.0.0.1:1\nhandlers: a\nlog_level: info\n")
+        let configuration = try ServerConfiguration.load(file: path, required: true, environment: [
+            "MOONHOOK_LISTEN": ":7000", "MOONHOOK_HANDLERS": "b", "MOONHOOK_LOG_LEVEL": "warning", "MOONHOOK_WORKERS": "5",
+        ])
+        #expect(configuration.host == "0.0.0.0")
+        #expect(configuration.port == 7000)
+        #expect(configuration.handlersFolder == "b")
+        #expect(configuration.logLevel == "warning")
+        #expect(configuration.workers == 5)
+    }
+
+    @Test func defaultsWithoutAFile() throws {
+        let configuration = try ServerConfiguration.load(file: "/nonexistent/moonhook.yaml", required: false, environment: [:])
+        #expect(configuration.listen == "127.0.0.1:8080")
+        #expect(configuration.handlersFolder == "handlers")
+        #expect(configuration.store == "sqlite:data/moonhook.sqlite")
+        #expect(throws: ConfigurationError.self) { try ServerConfiguration.load(file: "/nonexistent/moonhook.yaml", required: true, environment: [:]) }
+    }
+
+    @Test(arguments: [
+        ("listen: nowhere\n", "", "listen must be HOST:PORT"),
+        ("handlers: x\nworkers: many\n", ":2", "'workers' must be a whole number"),
+        ("handlers: x\nlimits:\n  memory_mb: -1\n", "", "limits.memory_mb must be a positive whole number"),
+        ("admin_token: ${MISSING_TOKEN}\n", ":1", "environment variable MISSING_TOKEN is not set"),
+        ("listen: [1, 2\n", ":2", "invalid YAML"),
+        ("log_level: loud\n", "", "log_level must be one of"),
+    ])
+    func mistakesNameFileLineAndKey(_ text: String, _ line: String, _ message: String) throws {
+        let path = try Self.file(text)
+        do {
+            _ = try ServerConfiguration.load(file: path, required: true, environment: [:])
+            Issue.record("accepted \(text)")
+        } catch {
+            #expect(error.description.hasPrefix(path + line + ": "), "\(error)")
+            #expect(error.description.contains(message), "\(error)")
+        }
+    }
+
+    @Test func sourceDefaultsPerScheme() throws {
+        let github = try SourceConfiguration.load(path: try Self.file("scheme: github\nsecret: s\n"), environment: [:])
+        #expect(github.type == [.header("X-GitHub-Event")])
+        #expect(github.id == [.header("X-GitHub-Delivery"), .bodyHash])
+        let induced = try SourceConfiguration.load(path: try Self.file("scheme: token\ntoken: header:X-T\nsecrets: [a, b]\ntype: /data/eventType\nid: sha256\n"), environment: [:])
+        #expect(induced.verifier.tokenLocation == .header("X-T"))
+        #expect(induced.verifier.secrets == ["a", "b"])
+        #expect(induced.type == [.pointer("/data/eventType")])
+        #expect(induced.id == [.bodyHash])
+        let stripe = try SourceConfiguration.load(path: try Self.file("scheme: stripe\nsecrets: [\"${STRIPE}\"]\ntolerance: 60\n"), environment: ["STRIPE": "whsec_x"])
+        #expect(stripe.verifier.secrets == ["whsec_x"])
+        #expect(stripe.verifier.toleranceSeconds == 60)
+        #expect(stripe.id == [.pointer("/id"), .bodyHash])
+    }
+
+    @Test(arguments: [
+        ("secret: x\n", "missing 'scheme'"),
+        ("scheme: carrier-pigeon\n", "unknown scheme 'carrier-pigeon'"),
+        ("scheme: hmac\nsecret: x\nencoding: base32\n", "'encoding' must be hex or base64"),
+        ("scheme: hmac\nsecret: x\ntype: eventType\n", "'type' must be a JSON pointer"),
+        ("scheme: token\nsecret: x\ntoken: cookie\n", "'token' must be bearer, basic or header:NAME"),
+        ("scheme: github\nsecret: \"\"\n", "a secret is empty"),
+    ])
+    func sourceMistakes(_ text: String, _ message: String) throws {
+        let path = try Self.file(text)
+        #expect { try SourceConfiguration.load(path: path, environment: [:]) } throws: { error in
+            "\(error)".contains(message) && "\(error)".hasPrefix(path + ":")
+        }
+    }
+}

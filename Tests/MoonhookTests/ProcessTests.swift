@@ -1,0 +1,144 @@
+import AsyncHTTPClient
+import Foundation
+import MoonhookTestSupport
+import NIOCore
+import Testing
+
+/// The `moonhook` executable, run as a user would.
+struct MoonhookProcess {
+    /// The binary built next to the test bundle (`swift build --build-tests` builds both).
+    static var binary: URL {
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appending(path: "moonhook")
+        if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
+        return ReferenceSigner.root.appending(path: ".build/debug/moonhook")
+    }
+
+    let process = Process()
+    let stdout = Pipe()
+    let stderr = Pipe()
+
+    init(_ arguments: [String], environment: [String: String] = [:]) throws {
+        process.executableURL = Self.binary
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+    }
+
+    /// Runs to the end and returns exit status, standard output and standard error.
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
+        let running = try MoonhookProcess(arguments, environment: environment)
+        let out = running.stdout.fileHandleForReading.readDataToEndOfFile()
+        let err = running.stderr.fileHandleForReading.readDataToEndOfFile()
+        running.process.waitUntilExit()
+        return (running.process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    }
+}
+
+/// Reads a serving process's JSON log lines (stderr is not a terminal, so they are JSON).
+final class LogLines: @unchecked Sendable {
+    // @unchecked: `lines` is only touched with `lock` held.
+    private let lock = NSLock()
+    private var lines: [[String: String]] = []
+    private var partial = Data()
+
+    init(_ pipe: Pipe) {
+        pipe.fileHandleForReading.readabilityHandler = { [self] handle in
+            let data = handle.availableData
+            lock.lock()
+            defer { lock.unlock() }
+            partial.append(data)
+            while let newline = partial.firstIndex(of: 10) {
+                let line = partial[partial.startIndex..<newline]
+                partial = Data(partial[partial.index(after: newline)...])
+                if let object = try? JSONSerialization.jsonObject(with: line) as? [String: String] { lines.append(object) }
+            }
+        }
+    }
+
+    var all: [[String: String]] {
+        lock.lock()
+        defer { lock.unlock() }
+        return lines
+    }
+
+    func first(_ message: String, within seconds: Double = 20) async -> [String: String]? {
+        for _ in 0..<Int(seconds * 100) {
+            if let line = all.first(where: { $0["msg"] == message }) { return line }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return nil
+    }
+}
+
+@Suite("The moonhook command", .serialized)
+struct ProcessTests {
+    @Test func serveFinishesInFlightWorkOnSIGTERM() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("slow/source.yaml", "scheme: token\ntoken: header:X-Token\nsecrets: [\"${SLOW_TOKEN}\"]\n")
+        try handlers.write("slow/work.lua", "return function(e) time.sleep(800) log.info('slow work done', {id = e.id}) end")
+        let server = try MoonhookProcess(
+            ["serve", "--handlers", handlers.folder.path, "--listen", "127.0.0.1:0", "--store", "sqlite:" + handlers.folder.appending(path: "state.sqlite").path],
+            environment: ["SLOW_TOKEN": "t", "MOONHOOK_LOG_LEVEL": "info"])
+        let logs = LogLines(server.stderr)
+        let listening = try #require(await logs.first("moonhook listening"), "no 'moonhook listening' line: \(logs.all)")
+        let address = try #require(listening["address"])
+        var request = HTTPClientRequest(url: "http://\(address)/hooks/slow")
+        request.method = .POST
+        request.headers.add(name: "X-Token", value: "t")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: #"{"type":"work","n":1}"#))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        #expect(response.status.code == 202)
+        server.process.interrupt()  // SIGINT: same graceful path as SIGTERM
+        kill(server.process.processIdentifier, SIGTERM)
+        server.process.waitUntilExit()
+        #expect(server.process.terminationStatus == 0)
+        #expect(logs.all.contains { $0["msg"] == "slow work done" }, "the in-flight handler was cut short: \(logs.all.map { $0["msg"] ?? "" })")
+    }
+
+    @Test func checkPrintsEveryProblemAndExitsOne() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("good/source.yaml", "scheme: none\n")
+        try handlers.write("good/a.lua", "return function() end")
+        let clean = try MoonhookProcess.run(["check", "--handlers", handlers.folder.path])
+        #expect(clean.status == 0)
+        #expect(clean.out == "ok: good (none, 1 handlers)\n")
+        try handlers.write("bad/source.yaml", "scheme: hmac\nalgorithm: md5\nsecret: x\n")
+        try handlers.write("worse/source.yaml", "scheme: none\n")
+        try handlers.write("worse/b.lua", "return function()\n  return 1 +\nend")
+        let broken = try MoonhookProcess.run(["check", "--handlers", handlers.folder.path])
+        #expect(broken.status == 1)
+        #expect(broken.out.contains("bad/source.yaml: 'algorithm' must be sha1, sha256 or sha512\n"))
+        #expect(broken.out.contains("worse/b.lua:3: unexpected symbol near 'end'\n"))
+    }
+
+    @Test func signPrintsWhatTheSenderWouldSend() throws {
+        let body = ReferenceSigner.root.appending(path: "fixtures/browser-use/test.json")
+        let result = try MoonhookProcess.run(
+            ["sign", "browser-use", body.path, "--handlers", ReferenceSigner.root.appending(path: "handlers").path],
+            environment: ["BROWSER_USE_WEBHOOK_SECRET": "sign-test"])
+        #expect(result.status == 0, "\(result.err)")
+        let expected = try ReferenceSigner.sign("browser-use", secret: "sign-test", body: Array(try Data(contentsOf: body)))
+        #expect(result.out == "X-Webhook-Signature: \(expected[0].value)\n")
+    }
+
+    @Test func runExitsWithTheHandlersOutcome() throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("s/ok.lua", "return function(e) log.info('hello', {n = e.body.n}) return e.body.n * 2 end")
+        try handlers.write("s/fails.lua", "return function(e)\n  error('nope ' .. e.body.n)\nend")
+        try handlers.write("event.json", #"{"n": 21}"#)
+        let event = handlers.folder.appending(path: "event.json").path
+        let ok = try MoonhookProcess.run(["run", handlers.folder.appending(path: "s/ok.lua").path, "--event", event, "--handlers", handlers.folder.path])
+        #expect(ok.status == 0)
+        #expect(ok.out.contains("hello"))
+        #expect(ok.out.contains("returned: 42"))
+        let failed = try MoonhookProcess.run(["run", handlers.folder.appending(path: "s/fails.lua").path, "--event", event, "--handlers", handlers.folder.path])
+        #expect(failed.status == 1)
+        #expect(failed.err == "error: s/fails.lua:2: nope 21\n")
+    }
+}

@@ -159,7 +159,8 @@ measure webhook invalid "$BAD_SIG"
 stop_server
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f×", a/b}'; }
-cpu_ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a > 0) printf "%.3f (1/%.0f)", a/b, b/a; else print "n/a"}'; }
+cpu_ratio() { awk -v a="$1" -v b="$2" 'BEGIN {r = a/b; if (r < 1) printf "%.3f (1/%.0f)", r, 1/r; else printf "%.2f×", r}'; }
+share() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.0f%%", 100*a/b}'; }
 
 echo
 echo "moonhook $(git describe --always --dirty 2>/dev/null || echo '?') vs $(webhook -version); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $(nproc) cores; wrk -t$THREADS -c$CONNECTIONS -d$DURATION after a $WARMUP warm-up"
@@ -170,13 +171,17 @@ for path in valid invalid; do
   m=moonhook.$path w=webhook.$path
   echo "| $path signature | ${R[$m.rps]} | ${R[$w.rps]} | $(ratio "${R[$m.rps]}" "${R[$w.rps]}") | ${R[$m.lat]} | ${R[$w.lat]} | ${R[$m.cpu]} | ${R[$w.cpu]} | $(cpu_ratio "${R[$m.cpu]}" "${R[$w.cpu]}") |"
 done
-echo
-echo "CPU is utime+stime of the server process from /proc/PID/stat, plus cutime+cstime: webhook's"
-echo "per-request command (count.sh) is a child process, so its CPU is included; measured until the"
-echo "server went idle after each run. wrk: moonhook valid ${R[moonhook.valid.errors]}; invalid ${R[moonhook.invalid.errors]};"
-echo "webhook valid ${R[webhook.valid.errors]}; invalid ${R[webhook.invalid.errors]} (refusals are the point there: 401 from moonhook, 500 from webhook)."
-echo "moonhook logged $failed handler failures and $refusals refusals (one warning line per bad signature,"
-echo "to a file). webhook's command ran ${R[webhook.valid.commands]} times for ${R[webhook.valid.requests]} valid responses counted by wrk: it answers"
-echo "before spawning the command, and a spawn that fails (e.g. too many open files) is only logged with -verbose."
-echo
-echo "Command: $COMMAND"
+cat <<EOF
+
+- CPU per request: utime+stime of the server process (/proc/PID/stat) plus cutime+cstime, its reaped
+  children: webhook's command is a child process, so its CPU is included. Counted until the server
+  went idle after the run, so work done after answering is charged too.
+- wrk: moonhook valid ${R[moonhook.valid.errors]}, invalid ${R[moonhook.invalid.errors]};
+  webhook valid ${R[webhook.valid.errors]}, invalid ${R[webhook.invalid.errors]}
+  (a refusal is the expected answer on the invalid path: 401 from moonhook, 500 from webhook).
+- moonhook logged $failed handler failures, and $refusals refusals at warning level (one line each, to a file).
+- webhook ran its command ${R[webhook.valid.commands]} times for ${R[webhook.valid.requests]} valid responses ($(share "${R[webhook.valid.commands]}" "${R[webhook.valid.requests]}")):
+  it answers before spawning the command, and a spawn that fails (e.g. too many open files) is logged only with -verbose.
+
+Command: $COMMAND
+EOF

@@ -176,3 +176,14 @@ static int clua_charge(lua_State *L) {
 void clua_push_charge_function(lua_State *L) {
     lua_pushcfunction(L, clua_charge);
 }
+
+void clua_where_handler(lua_State *L, int level) {
+    lua_Debug ar;
+    for (; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0 && ar.source[0] == '@') {
+            lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+            return;
+        }
+    }
+    lua_pushliteral(L, "");
+}

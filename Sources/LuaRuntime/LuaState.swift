@@ -200,9 +200,15 @@ final class LuaState {
         return CLUA_HOST_ERROR
     }
 
-    /// Pushes `where: message`, `where` being the Lua caller's `file:line:`. Stack effect: +1.
-    private func pushMessage(_ message: String, on thread: OpaquePointer) {
-        luaL_where(thread, 1)
+    /// Pushes `where: message`, `where` being the handler's `file:line:` that made the call (host
+    /// wrappers written in Lua and C frames in between are skipped). Stack effect: +1.
+    func pushMessage(_ message: String, on thread: OpaquePointer) {
+        clua_where_handler(thread, 1)
+        if lua_rawlen(thread, -1) == 0, let path = running?.info.handlerPath {
+            // The handler's frame is gone (it tail-called): name the file at least.
+            clua_pop(thread, 1)
+            lua_pushstring(thread, path + ": ")
+        }
         lua_pushstring(thread, message)
         lua_concat(thread, 2)
     }

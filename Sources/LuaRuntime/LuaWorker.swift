@@ -243,10 +243,9 @@ public actor LuaWorker {
                         return RunOutcome(result: .failure(limitError(CLUA_KILL_DEADLINE, info: info, wallClock: wallClock)), instructions: used)
                     }
                     lua_pushboolean(thread, 0)
-                    let message = (error as? LuaHostError)?.message ?? "\(error)"
-                    luaL_where(thread, 1)
-                    lua_pushstring(thread, message)
-                    lua_concat(thread, 2)
+                    state.running = (thread, info)
+                    state.pushMessage((error as? LuaHostError)?.message ?? "\(error)", on: thread)
+                    state.running = nil
                     argumentCount = 2
                 }
                 if let overLimit = memoryCheck() { return RunOutcome(result: .failure(overLimit), instructions: used) }

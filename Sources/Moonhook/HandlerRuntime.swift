@@ -42,6 +42,8 @@ public enum HandlerRuntime {
     public static func makeHTTPClient() -> HTTPClient {
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10), read: .seconds(30)))
         configuration.httpVersion = .http1Only
+        // A refused connection fails the call at once instead of being retried until the deadline.
+        configuration.connectionPool.retryConnectionEstablishment = false
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 }

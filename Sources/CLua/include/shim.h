@@ -55,6 +55,10 @@ clua_context *clua_getcontext(lua_State *L);
 /// Records where a limit was hit: the running Lua function at `level` of `L`.
 void clua_record_kill_place(lua_State *L, int level);
 
+/// Pushes `file:line: ` of the first frame at or above `level` that runs handler code (a chunk
+/// loaded from a file, `@path`), skipping C functions and the host's own Lua wrappers; or "".
+void clua_where_handler(lua_State *L, int level);
+
 /// Installs the count hook on `L`; threads created from it afterwards inherit it.
 void clua_sethook(lua_State *L);
 

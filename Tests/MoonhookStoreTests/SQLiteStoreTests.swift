@@ -1,0 +1,127 @@
+import Foundation
+import Logging
+import MoonhookStore
+import Testing
+
+/// A store in a fresh temporary folder.
+struct TemporaryStore {
+    let folder = FileManager.default.temporaryDirectory.appending(path: "moonhook-store-\(UUID().uuidString)")
+    var path: String { folder.appending(path: "nested/moonhook.sqlite").path }
+
+    func open() async throws -> SQLiteStore {
+        try await SQLiteStore.open(path: path, logger: Logger(label: "test"))
+    }
+
+    func remove() { try? FileManager.default.removeItem(at: folder) }
+}
+
+func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+@Suite("Key-value storage", .serialized)
+struct KeyValueStoreTests {
+    /// Every behaviour, against both implementations.
+    static func stores() async throws -> [(String, any KeyValueStore, () async -> Void)] {
+        let temporary = TemporaryStore()
+        let sqlite = try await temporary.open()
+        return [
+            ("sqlite", sqlite, { await sqlite.close(); temporary.remove() }),
+            ("memory", MemoryKeyValueStore(), {}),
+        ]
+    }
+
+    @Test func basicOperations() async throws {
+        for (name, store, close) in try await Self.stores() {
+            #expect(try await store.get("a", "k") == nil, "\(name)")
+            try await store.set("a", "k", bytes("\"v\""), ttl: nil)
+            #expect(try await store.get("a", "k") == bytes("\"v\""), "\(name)")
+            #expect(try await store.get("b", "k") == nil, "\(name): namespaces are separate")
+            #expect(try await store.delete("a", "k"), "\(name)")
+            #expect(try await store.delete("a", "k") == false, "\(name)")
+            #expect(try await store.add("a", "once", bytes("true"), ttl: nil), "\(name)")
+            #expect(try await store.add("a", "once", bytes("false"), ttl: nil) == false, "\(name)")
+            #expect(try await store.get("a", "once") == bytes("true"), "\(name)")
+            #expect(try await store.compareAndSwap("a", "once", expected: bytes("false"), new: bytes("1"), ttl: nil) == false, "\(name)")
+            #expect(try await store.compareAndSwap("a", "once", expected: bytes("true"), new: bytes("1"), ttl: nil), "\(name)")
+            #expect(try await store.compareAndSwap("a", "fresh", expected: nil, new: bytes("1"), ttl: nil), "\(name)")
+            #expect(try await store.increment("a", "n", by: 5, ttl: nil) == 5, "\(name)")
+            #expect(try await store.increment("a", "n", by: -7, ttl: nil) == -2, "\(name)")
+            #expect(try await store.increment("a", "once", by: 1, ttl: .seconds(1)) == 2, "\(name): cas stored the integer 1")
+            try await store.set("a", "text", bytes("\"12\""), ttl: nil)
+            await #expect(throws: StoreError.self, "\(name): a string is not an integer") { _ = try await store.increment("a", "text", by: 1, ttl: nil) }
+            try await store.set("a", "max", bytes(String(Int64.max)), ttl: nil)
+            await #expect(throws: StoreError.self, "\(name): overflow") { _ = try await store.increment("a", "max", by: 1, ttl: nil) }
+            await close()
+        }
+    }
+
+    @Test func expiredKeysAreNeverReturned() async throws {
+        for (name, store, close) in try await Self.stores() {
+            try await store.set("a", "short", bytes("1"), ttl: .milliseconds(300))
+            try await store.set("a", "long", bytes("1"), ttl: .seconds(60))
+            #expect(try await store.get("a", "short") == bytes("1"), "\(name)")
+            try await Task.sleep(for: .milliseconds(400))
+            #expect(try await store.get("a", "short") == nil, "\(name)")
+            #expect(try await store.add("a", "short", bytes("2"), ttl: nil), "\(name): an expired key can be added again")
+            try await store.set("a", "gone", bytes("5"), ttl: .milliseconds(100))
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(try await store.increment("a", "gone", by: 1, ttl: nil) == 1, "\(name): an expired counter starts over")
+            try await store.set("a", "purge", bytes("1"), ttl: .milliseconds(50))
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(try await store.list("a", prefix: "", limit: 10, after: nil).map(\.key) == ["gone", "long", "short"], "\(name)")
+            #expect(try await store.purgeExpired() == 1, "\(name)")
+            await close()
+        }
+    }
+
+    @Test func listPagesInKeyOrder() async throws {
+        for (name, store, close) in try await Self.stores() {
+            for index in 0..<25 { try await store.set("a", String(format: "user:%02d", index), bytes(String(index)), ttl: nil) }
+            try await store.set("a", "other", bytes("0"), ttl: nil)
+            try await store.set("b", "user:99", bytes("0"), ttl: nil)
+            var keys: [String] = []
+            var cursor: String?
+            repeat {
+                let page = try await store.list("a", prefix: "user:", limit: 10, after: cursor)
+                keys += page.map(\.key)
+                cursor = page.count == 10 ? page.last?.key : nil
+            } while cursor != nil
+            #expect(keys == (0..<25).map { String(format: "user:%02d", $0) }, "\(name)")
+            await close()
+        }
+    }
+
+    @Test func sqliteSurvivesARestartAndRecordsItsSchema() async throws {
+        let temporary = TemporaryStore()
+        defer { temporary.remove() }
+        let first = try await temporary.open()
+        try await first.set("s", "kept", bytes("{\"a\":[1,2]}"), ttl: nil)
+        #expect(try await first.schemaVersion() == 1)
+        await first.close()
+        let second = try await temporary.open()
+        #expect(try await second.get("s", "kept") == bytes("{\"a\":[1,2]}"))
+        #expect(try await second.schemaVersion() == 1)
+        await second.close()
+    }
+
+    /// Many concurrent increments through separate connections (the way separate processes share
+    /// the file) lose no update.
+    @Test func concurrentIncrementsLoseNothing() async throws {
+        let temporary = TemporaryStore()
+        defer { temporary.remove() }
+        var stores: [SQLiteStore] = []
+        for _ in 0..<4 { stores.append(try await temporary.open()) }
+        let connections = stores
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for store in connections {
+                for _ in 0..<8 {
+                    group.addTask {
+                        for _ in 0..<50 { _ = try await store.increment("s", "counter", by: 1, ttl: nil) }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await stores[0].get("s", "counter") == bytes("1600"))
+        for store in stores { await store.close() }
+    }
+}

@@ -1,0 +1,27 @@
+import Logging
+import LuaRuntime
+import Moonhook
+import MoonhookStore
+
+/// Runs handler code with moonhook's host APIs, as the dispatcher would.
+struct HandlerHarness {
+    let worker: LuaWorker
+    let records: LogRecords
+
+    init(services: (Logger) -> HostServices = { TestServices.make($0) }, records: LogRecords = LogRecords()) throws {
+        self.records = records
+        worker = try HandlerRuntime.makeWorker(services(records.logger()))
+    }
+
+    /// Loads `body` as `return function(event) <body> end` for `source` and invokes it once.
+    func run(_ body: String, source: String = "src", secrets: [String: String] = [:], event: LuaValue = .table(array: [], fields: [:])) async throws -> LuaOutcome {
+        let handler = try await worker.load(
+            path: "\(source)/h.lua", source: Array("return function(event)\n\(body)\nend".utf8),
+            extras: ["secrets": .table(array: [], fields: secrets.mapValues { .string($0) })])
+        defer { Task { await worker.unload(handler) } }
+        let context = HandlerContext(source: source, logger: records.logger(), redactions: Array(secrets.values))
+        return await worker.invoke(handler, arguments: [event], info: LuaInvocationInfo(handlerPath: handler.path, context: context))
+    }
+
+    func shutdown() { worker.shutdown() }
+}

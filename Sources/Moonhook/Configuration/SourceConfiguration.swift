@@ -41,6 +41,12 @@ public struct SourceConfiguration: Sendable {
             }
         }
 
+        /// The JSON pointer, for the pointer case.
+        public var pointer: String? {
+            if case .pointer(let pointer) = self { return pointer }
+            return nil
+        }
+
         public var description: String {
             switch self {
             case .header(let name): "header \(name)"

@@ -6,7 +6,7 @@ struct Envelope {
     var type: String
     var id: String
 
-    /// Decodes `request`'s JSON body once and extracts type and id.
+    /// Checks `request`'s JSON body in one pass and extracts type and id.
     /// - Throws: `HTTPFailure` 415 when the content type is not JSON, 400 when the body is not JSON
     ///   or has no event type.
     static func open(_ request: WebhookRequest, rules: SourceConfiguration) throws(HTTPFailure) -> Envelope {
@@ -16,27 +16,30 @@ struct Envelope {
                 throw HTTPFailure(.unsupportedMediaType, "content type must be application/json, got \(mediaType)")
             }
         }
-        let body: JSONValue
+        let pointers = rules.type.compactMap(\.pointer) + rules.id.compactMap(\.pointer)
+        let scalars: [String?]
         do {
-            body = try JSONValue.parse(request.body)
+            scalars = try JSONScanner.scan(request.body, pointers: pointers)
         } catch {
             throw HTTPFailure(.badRequest, "body is not JSON: \(error)")
         }
-        guard let type = value(of: rules.type, request: request, body: body), !type.isEmpty else {
+        var found: [String: String] = [:]
+        for (pointer, scalar) in zip(pointers, scalars) { found[pointer] = scalar }
+        guard let type = value(of: rules.type, request: request, pointers: found), !type.isEmpty else {
             let places = rules.type.map(\.description).joined(separator: " or ")
             throw HTTPFailure(.badRequest, "no event type at \(places)")
         }
-        let id = value(of: rules.id, request: request, body: body) ?? Digest.hex(Digest.hash(.sha256, request.body))
+        let id = value(of: rules.id, request: request, pointers: found) ?? Digest.hex(Digest.hash(.sha256, request.body))
         return Envelope(type: type, id: id)
     }
 
-    private static func value(of sources: [SourceConfiguration.FieldSource], request: WebhookRequest, body: JSONValue) -> String? {
+    private static func value(of sources: [SourceConfiguration.FieldSource], request: WebhookRequest, pointers: [String: String]) -> String? {
         for source in sources {
             switch source {
             case .header(let name):
                 if let value = request.header(name), !value.isEmpty { return value }
             case .pointer(let pointer):
-                if let value = body.value(at: pointer)?.scalarText { return value }
+                if let value = pointers[pointer] { return value }
             case .bodyHash:
                 return Digest.hex(Digest.hash(.sha256, request.body))
             }

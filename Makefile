@@ -42,6 +42,8 @@ build: deps
 # environment; unless you set them, these development values are used (`make demo` uses them too).
 export BROWSER_USE_WEBHOOK_SECRET ?= dev-browser-use-secret
 export INDUCED_WEBHOOK_TOKEN ?= dev-induced-token
+# Where the Browser Use example posts "task finished"; empty: it only logs.
+export CHAT_WEBHOOK_URL ?=
 BIN = $$($(SWIFT) build -c $(CONFIGURATION) --show-bin-path)/moonhook
 
 run: build

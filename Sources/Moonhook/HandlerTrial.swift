@@ -20,6 +20,8 @@ public struct HandlerTrial: Sendable {
     public var limits: LuaLimits
     /// What `http` may reach.
     public var outbound: OutboundPolicy
+    /// Where `handler_secrets` come from.
+    public var environment: [String: String] = ProcessInfo.processInfo.environment
 
     public init(
         handlerFile: URL, eventFile: URL, type: String? = nil, source: String? = nil, handlersFolder: URL,
@@ -57,6 +59,13 @@ public struct HandlerTrial: Sendable {
         let path = handlerPath
         let source = try readFile(handlerFile, what: "handler")
         let body = try readFile(eventFile, what: "event")
+        let secrets: [String: String]
+        do {
+            secrets = try SourceConfiguration.handlerSecrets(
+                path: handlerFile.deletingLastPathComponent().appending(path: "source.yaml").path, environment: environment)
+        } catch {
+            throw TrialError(message: error.description)
+        }
         let client = HandlerRuntime.makeHTTPClient()
         let services = HostServices(logger: logger, limits: limits, store: MemoryKeyValueStore(), httpClient: client, outbound: outbound)
         let worker: LuaWorker
@@ -66,20 +75,20 @@ public struct HandlerTrial: Sendable {
             try await client.shutdown()
             throw error
         }
-        let report = await invoke(worker: worker, path: path, source: source, body: body, logger: logger)
+        let report = await invoke(worker: worker, path: path, source: source, body: body, secrets: secrets, logger: logger)
         worker.shutdown()
         try await client.shutdown()
         return report
     }
 
-    private func invoke(worker: LuaWorker, path: String, source: [UInt8], body: [UInt8], logger: Logger) async -> Report {
+    private func invoke(worker: LuaWorker, path: String, source: [UInt8], body: [UInt8], secrets: [String: String], logger: Logger) async -> Report {
         let eventSource = self.source ?? handlerFile.deletingLastPathComponent().lastPathComponent
         let eventType = self.type ?? handlerFile.deletingPathExtension().lastPathComponent
         let clock = ContinuousClock()
         let started = clock.now
         let handler: LuaHandler
         do {
-            handler = try await worker.load(path: path, source: source, extras: ["secrets": .table(array: [], fields: [:])])
+            handler = try await worker.load(path: path, source: source, extras: ["secrets": .table(array: [], fields: secrets.mapValues { .string($0) })])
         } catch {
             return Report(handlerPath: path, outcome: .failure(error), logLines: [], instructions: 0, duration: clock.now - started)
         }
@@ -94,7 +103,7 @@ public struct HandlerTrial: Sendable {
         eventLogger[metadataKey: "source"] = "\(eventSource)"
         eventLogger[metadataKey: "event.type"] = "\(eventType)"
         eventLogger[metadataKey: "delivery.id"] = "\(event.id)"
-        let context = HandlerContext(source: eventSource, logger: eventLogger)
+        let context = HandlerContext(source: eventSource, logger: eventLogger, redactions: Array(secrets.values))
         let outcome = await worker.invoke(handler, arguments: [event.luaValue], info: LuaInvocationInfo(handlerPath: path, context: context))
         return Report(handlerPath: path, outcome: outcome.result, logLines: context.logLines, instructions: outcome.instructions, duration: clock.now - started)
     }

@@ -46,7 +46,11 @@ public struct JSONScanner {
 
     /// Whether some pointer may lie at or below the current path.
     private var pathIsInteresting: Bool {
-        targets.contains { $0.count >= path.count && Array($0.prefix(path.count)) == path }
+        targets.contains { target in
+            guard target.count >= path.count else { return false }
+            for index in path.indices where target[index] != path[index] { return false }
+            return true
+        }
     }
 
     private mutating func record(_ text: String) {

@@ -166,8 +166,11 @@ public struct Verifier: Sendable {
 
     private func hexHeader(_ request: WebhookRequest, _ name: String, prefix: String) throws(VerificationError) -> [UInt8] {
         guard let header = request.header(name) else { throw .missing(name) }
-        let value = header.trimmingCharacters(in: .whitespaces)
-        guard value.hasPrefix(prefix), let bytes = Self.decodeHex(value.dropFirst(prefix.count)) else { throw .malformed(name) }
+        // On the raw UTF-8: this runs for every request.
+        var value = header.utf8[...]
+        while let first = value.first, first == 0x20 || first == 0x09 { value = value.dropFirst() }
+        while let last = value.last, last == 0x20 || last == 0x09 { value = value.dropLast() }
+        guard value.starts(with: prefix.utf8), let bytes = Self.decodeHex(value.dropFirst(prefix.utf8.count)) else { throw .malformed(name) }
         return bytes
     }
 
@@ -251,7 +254,14 @@ public struct Verifier: Sendable {
     }
 
     static func decodeHex(_ text: Substring) -> [UInt8]? {
-        let utf8 = Array(text.utf8)
+        decodeHex(text.utf8[...])
+    }
+
+    static func decodeHex(_ utf8: String.UTF8View.SubSequence) -> [UInt8]? {
+        decodeHex(Array(utf8))
+    }
+
+    static func decodeHex(_ utf8: [UInt8]) -> [UInt8]? {
         guard utf8.count % 2 == 0, !utf8.isEmpty else { return nil }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(utf8.count / 2)

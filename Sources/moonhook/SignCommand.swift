@@ -62,7 +62,7 @@ struct SignedRequest {
         let path = URL(fileURLWithPath: configuration.handlersFolder).appending(path: source).appending(path: "source.yaml").path
         guard let body = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
         do {
-            let sourceConfiguration = try SourceConfiguration.load(path: path, environment: environment)
+            let sourceConfiguration = try SourceConfiguration.load(path: path, environment: environment, handlerSecrets: false)
             let verifier = try Verifier(sourceConfiguration.verifier)
             return SignedRequest(headers: try verifier.sign(body: Array(body), now: Date()), body: Array(body))
         } catch let error as ConfigurationError {

@@ -10,19 +10,21 @@ struct ExampleHandlerTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     static func trial(_ handler: String, _ fixture: String, type: String? = nil) -> HandlerTrial {
-        HandlerTrial(
+        var trial = HandlerTrial(
             handlerFile: root.appending(path: "handlers/\(handler)"),
             eventFile: root.appending(path: "fixtures/\(fixture)"),
             type: type,
             handlersFolder: root.appending(path: "handlers")
         )
+        trial.environment = ["CHAT_WEBHOOK_URL": ""]
+        return trial
     }
 
     @Test func browserUseTaskFinished() async throws {
         let records = LogRecords()
         let report = try await Self.trial("browser-use/agent.task.status_update.lua", "browser-use/agent.task.status_update.json").run(logger: records.logger())
-        #expect(try report.outcome.get() == [.table(array: [], fields: ["task": .string("task_abc123"), "status": .string("finished")])])
-        #expect(report.logLines.map(\.message) == ["task finished"])
+        #expect(try report.outcome.get() == [.table(array: [], fields: ["task": .string("task_abc123"), "status": .string("finished"), "notified": .boolean(true)])])
+        #expect(report.logLines.map(\.message) == ["task finished", "no chat webhook configured; not posting"])
         #expect(report.logLines.first?.fields == ["task": "task_abc123", "session": "session_xyz"])
         let record = try #require(records.all.first { $0.message == "task finished" })
         #expect(record.metadata["handler.path"] == "browser-use/agent.task.status_update.lua")
@@ -61,12 +63,12 @@ struct ExampleHandlerTests {
 
     @Test func inducedStepCompleted() async throws {
         let report = try await Self.trial("induced/step_completed.lua", "induced/step_completed.json").run(logger: LogRecords().logger())
-        #expect(try report.outcome.get() == [.table(array: [], fields: ["session": .string("browser_iwnx132n1"), "step": .integer(3)])])
+        #expect(try report.outcome.get() == [.table(array: [], fields: ["session": .string("browser_iwnx132n1"), "steps": .integer(1)])])
     }
 
     @Test func failuresCarryTheHandlersPath() async throws {
         let report = try await Self.trial("browser-use/agent.task.status_update.lua", "induced/browser_ready.json").run(logger: LogRecords().logger())
-        #expect(report.outcome.error?.message == "browser-use/agent.task.status_update.lua:7: attempt to index a nil value (local 'task')")
+        #expect(report.outcome.error?.message == "browser-use/agent.task.status_update.lua:22: attempt to index a nil value (local 'task')")
     }
 }
 

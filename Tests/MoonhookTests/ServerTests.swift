@@ -35,7 +35,7 @@ struct TestHandlers {
 }
 
 enum Server {
-    static let environment = ["BROWSER_USE_WEBHOOK_SECRET": "bu-test-secret", "INDUCED_WEBHOOK_TOKEN": "induced-token"]
+    static let environment = ["BROWSER_USE_WEBHOOK_SECRET": "bu-test-secret", "INDUCED_WEBHOOK_TOKEN": "induced-token", "CHAT_WEBHOOK_URL": ""]
 
     static func configuration(_ handlers: TestHandlers, maxBodyBytes: Int = 1 << 20) -> ServerConfiguration {
         var configuration = ServerConfiguration()
@@ -89,6 +89,44 @@ struct ServerTests {
             #expect(line.metadata["source"] == "browser-use")
             #expect(line.metadata["delivery.id"] == Digest.sha256Hex(body))
         }
+    }
+
+    /// The Browser Use example posts to the chat webhook once per task, however often the event
+    /// is resent; the Induced example counts steps per session in the SQLite store.
+    @Test func exampleHandlersUseKVAndHTTP() async throws {
+        let handlers = try TestHandlers()
+        defer { handlers.remove() }
+        let chat = OutboundServer()
+        try await chat.run { chatPort in
+            var configuration = Server.configuration(handlers)
+            configuration.outbound.allowedRanges = [IPRange("127.0.0.1")!]
+            var environment = Server.environment
+            environment["CHAT_WEBHOOK_URL"] = "http://127.0.0.1:\(chatPort)/chat"
+            let records = LogRecords()
+            let app = try await buildApplication(configuration: configuration, environment: environment, logger: records.logger())
+            try await app.test(.live) { client in
+                let finished = try Server.fixture("browser-use/agent.task.status_update.json")
+                let signature = try ReferenceSigner.sign("browser-use", secret: "bu-test-secret", body: finished)
+                for _ in 0..<3 {
+                    let response = try await client.execute(uri: "/hooks/browser-use", method: .post, headers: Server.headers(signature), body: ByteBuffer(bytes: finished))
+                    #expect(response.status == .accepted)
+                }
+                #expect(await Server.eventually { records.all.filter { $0.message == "already notified" }.count == 2 })
+                for step in [3, 4] {
+                    let body = Array(String(decoding: try Server.fixture("induced/step_completed.json"), as: UTF8.self).replacingOccurrences(of: "\"step\": 3", with: "\"step\": \(step)").utf8)
+                    let response = try await client.execute(uri: "/hooks/induced", method: .post, headers: Server.headers([("X-Webhook-Token", "induced-token")]), body: ByteBuffer(bytes: body))
+                    #expect(response.status == .accepted)
+                }
+                #expect(await Server.eventually { records.all.contains { $0.message == "step completed" && $0.metadata["steps"] == "2" } })
+            }
+        }
+        #expect(chat.requests.count == 1)
+        #expect(chat.requests.first?.body == #"{"text":"Task task_abc123 finished (1 so far in session_xyz)"}"#)
+        #expect(chat.requests.first?.headers["content-type"] == "application/json")
+        let store = try await SQLiteStore.open(path: handlers.folder.appending(path: "state/moonhook.sqlite").path, logger: LogRecords().logger())
+        #expect(try await store.get("induced", "steps:browser_iwnx132n1") == Array("2".utf8))
+        #expect(try await store.get("browser-use", "finished:session_xyz") == Array("1".utf8))
+        await store.close()
     }
 
     @Test func inducedFixturesRouteOnDataEventType() async throws {

@@ -1,6 +1,8 @@
 -- Induced: the browser of a session is ready; its live view is at data.streamingUrl.
+-- Remember it for a day, so that later handlers of the session can link to it.
 return function(event)
-  local data = event.body.data
-  log.info("browser ready", { session = event.body.sessionId, stream = data.streamingUrl })
-  return { session = event.body.sessionId, stream = data.streamingUrl }
+  local session, url = event.body.sessionId, event.body.data.streamingUrl
+  kv.set("stream:" .. session, url, { ttl = 24 * 3600 })
+  log.info("browser ready", { session = session, stream = url })
+  return { session = session, stream = url }
 end

@@ -72,20 +72,36 @@ public struct SourceConfiguration: Sendable {
         var handler_secrets: [String]?
     }
 
-    /// Reads `source.yaml` at `path`.
-    public static func load(path: String, environment: [String: String]) throws(ConfigurationError) -> SourceConfiguration {
+    /// Reads `source.yaml` at `path`. Without `handlerSecrets`, the `handler_secrets` are not looked
+    /// up (signing a request needs only the verification secrets).
+    public static func load(path: String, environment: [String: String], handlerSecrets: Bool = true) throws(ConfigurationError) -> SourceConfiguration {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigurationError(path: path, "cannot read the file")
         }
         let file = try YAMLFile.decode(File.self, from: String(decoding: data, as: UTF8.self), path: path, environment: environment)
         var configuration = try SourceConfiguration(file, path: path)
-        for name in file.handler_secrets ?? [] {
+        for name in handlerSecrets ? file.handler_secrets ?? [] : [] {
             guard let value = environment[name] else {
                 throw ConfigurationError(path: path, "handler secret \(name): environment variable \(name) is not set")
             }
             configuration.handlerSecrets[name] = value
         }
         return configuration
+    }
+
+    /// The values of the `handler_secrets` a `source.yaml` names, without checking the rest of the
+    /// file (so `moonhook run` works without the source's verification secrets).
+    public static func handlerSecrets(path: String, environment: [String: String]) throws(ConfigurationError) -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [:] }
+        let file = try YAMLFile.decode(File.self, from: String(decoding: data, as: UTF8.self), path: path, environment: environment, expand: false)
+        var secrets: [String: String] = [:]
+        for name in file.handler_secrets ?? [] {
+            guard let value = environment[name] else {
+                throw ConfigurationError(path: path, "handler secret \(name): environment variable \(name) is not set")
+            }
+            secrets[name] = value
+        }
+        return secrets
     }
 
     init(_ file: File, path: String) throws(ConfigurationError) {

@@ -5,7 +5,7 @@ import Yams
 /// (so secrets stay out of files), and every problem is reported as `path:line: message`.
 enum YAMLFile {
     /// Decodes `text` (read from `path`) into `T`, expanding `${VAR}` in scalar values.
-    static func decode<T: Decodable>(_ type: T.Type, from text: String, path: String, environment: [String: String]) throws(ConfigurationError) -> T {
+    static func decode<T: Decodable>(_ type: T.Type, from text: String, path: String, environment: [String: String], expand: Bool = true) throws(ConfigurationError) -> T {
         let node: Node
         do {
             guard let composed = try Yams.compose(yaml: text) else {
@@ -17,7 +17,7 @@ enum YAMLFile {
         } catch {
             throw ConfigurationError(path: path, "invalid YAML: \(error)")
         }
-        let expanded = try expand(node, path: path, environment: environment)
+        let expanded = expand ? try Self.expand(node, path: path, environment: environment) : node
         do {
             return try YAMLDecoder().decode(T.self, from: expanded)
         } catch let error as DecodingError {

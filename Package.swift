@@ -85,6 +85,17 @@ let package = Package(
             dependencies: ["LuaRuntime", "Moonhook", "MoonhookStore", "CLua", .product(name: "Logging", package: "swift-log"), .product(name: "AsyncHTTPClient", package: "async-http-client")],
             path: "bench/LuaRuntimeBenchmark"
         ),
+        .executableTarget(
+            name: "HostAPIBenchmark",
+            dependencies: [
+                "Moonhook", "MoonhookStore", "LuaRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "bench/HostAPIBenchmark"
+        ),
         .testTarget(name: "LuaRuntimeTests", dependencies: ["LuaRuntime"]),
         // Signs test requests with the senders' own libraries (scripts/sign.py).
         .target(name: "MoonhookTestSupport", path: "Tests/TestSupport"),

@@ -45,6 +45,13 @@ public actor LuaWorker {
     /// Bytes the state holds now.
     public var memoryUsed: Int { state.memoryUsed }
 
+    /// Runs a full garbage collection and returns the bytes the state holds afterwards.
+    @discardableResult
+    public func collectGarbage() -> Int {
+        clua_collectgarbage(state.L)
+        return state.memoryUsed
+    }
+
     /// Number of loaded handlers.
     public var handlerCount: Int { handlers.count }
 

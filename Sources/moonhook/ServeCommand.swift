@@ -24,7 +24,8 @@ struct ServeCommand: AsyncParsableCommand {
         LogSetup.bootstrap(level: configuration.logLevel)
         let logger = Logger(label: "moonhook")
         let host = configuration.host
-        let app = try await buildApplication(configuration: configuration, environment: environment, logger: logger) { port in
+        let file = options.config ?? (FileManager.default.fileExists(atPath: "moonhook.yaml") ? "moonhook.yaml" : nil)
+        let app = try await buildApplication(configuration: configuration, environment: environment, logger: logger, configurationFile: file) { port in
             logger.notice("moonhook listening", metadata: ["address": "\(host):\(port)"])
         }
         try await app.runService()

@@ -18,6 +18,8 @@ final class LogRecords: Sendable {
 
     func append(_ record: Record) { records.withLock { $0.append(record) } }
 
+    func clear() { records.withLock { $0.removeAll() } }
+
     func logger() -> Logger {
         Logger(label: "test") { _ in CollectingLogHandler(records: self) }
     }

@@ -92,7 +92,9 @@ struct ProcessTests {
         request.body = .bytes(ByteBuffer(string: #"{"type":"work","n":1}"#))
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
         #expect(response.status.code == 202)
-        server.process.interrupt()  // SIGINT: same graceful path as SIGTERM
+        kill(server.process.processIdentifier, SIGHUP)
+        #expect(await logs.first("reloading every source (SIGHUP)") != nil)
+        #expect(await logs.first("source reloaded") != nil)
         kill(server.process.processIdentifier, SIGTERM)
         server.process.waitUntilExit()
         #expect(server.process.terminationStatus == 0)

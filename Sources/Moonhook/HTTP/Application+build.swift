@@ -17,6 +17,8 @@ public func buildApplication(
     configuration: ServerConfiguration,
     environment: [String: String],
     logger: Logger,
+    configurationFile: String? = nil,
+    watchTiming: HandlerWatcher.Timing = HandlerWatcher.Timing(),
     onServerRunning: (@Sendable (Int) async -> Void)? = nil
 ) async throws -> some ApplicationProtocol {
     let store = try await StoreLocation(configuration.store).open(logger: logger)
@@ -30,6 +32,11 @@ public func buildApplication(
         await store.close()
         throw error
     }
+    let directory = SourceDirectory(SourceCatalog())
+    // Made before the catalog loads, so that it notices every change made from then on.
+    let watcher = HandlerWatcher(
+        root: configuration.handlersFolder, pool: pool, directory: directory, environment: environment, logger: logger, timing: watchTiming,
+        configuration: configurationFile.map { HandlerWatcher.ConfigurationWatch(file: $0, current: configuration) })
     let catalog = await SourceCatalog.load(folder: configuration.handlersFolder, pool: pool, environment: environment)
     for problem in catalog.problems {
         logger.error("source not served", metadata: ["problem": "\(problem)"])
@@ -40,17 +47,19 @@ public func buildApplication(
         }
         logger.info("source ready", metadata: ["source": "\(name)", "handlers": "\(source.handlers.map(\.path).joined(separator: ","))"])
     }
-    let sources = SourceDirectory(catalog)
+    directory.start(with: catalog)
+    let sources = directory
     let dispatcher = HandlerDispatcher(pool: pool, maxConcurrent: configuration.maxConcurrentInvocations, logger: logger)
 
     let router = Router()
     router.get("/healthz") { _, _ in "ok\n" }
     HookController(sources: sources, dispatcher: dispatcher, maxBodyBytes: configuration.maxBodyBytes, logger: logger).addRoutes(to: router)
+    AdminController(token: configuration.adminToken, sources: sources).addRoutes(to: router)
 
     return Application(
         router: router,
         configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "moonhook"),
-        services: [RuntimeService(pool: pool, store: store, client: client, logger: logger), dispatcher],
+        services: [RuntimeService(pool: pool, store: store, client: client, logger: logger), dispatcher, watcher],
         onServerRunning: { channel in await onServerRunning?(channel.localAddress?.port ?? 0) },
         logger: logger
     )

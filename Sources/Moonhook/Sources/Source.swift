@@ -8,13 +8,30 @@ public struct LoadedHandler: Sendable {
     /// The file name without `.lua`: the event type it handles (or `_default`).
     public let name: String
     public let options: LuaHandlerOptions
+    /// The compiled handler in every worker; released from them once no copy of this value is left.
+    let version: HandlerVersion
     /// The handler in each worker, in the pool's order.
-    let instances: [LuaHandler]
+    var instances: [LuaHandler] { version.instances }
 
     /// Whether the handler runs for events of `type`: its own file name, or one of its `on` patterns.
     func handles(_ type: String) -> Bool {
         name == type || options.on.contains { Glob.matches($0, type) }
     }
+}
+
+/// A handler as loaded into every worker. When the last reference goes (its source was reloaded
+/// and every delivery that resolved it has run), it is handed back to the pool for unloading:
+/// in-flight work finishes on the version it started with, and old versions never pile up.
+final class HandlerVersion: Sendable {
+    let instances: [LuaHandler]
+    private let pool: WorkerPool
+
+    init(instances: [LuaHandler], pool: WorkerPool) {
+        self.instances = instances
+        self.pool = pool
+    }
+
+    deinit { pool.retire(instances) }
 }
 
 /// One sender: a folder of handlers with its `source.yaml`, ready to serve.

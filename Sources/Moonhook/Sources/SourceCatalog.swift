@@ -67,13 +67,14 @@ public struct SourceCatalog: Sendable {
             do {
                 let secrets = LuaValue.table(array: [], fields: configuration.handlerSecrets.mapValues { .string($0) })
                 let instances = try await pool.load(path: path, source: Array(data), extras: ["secrets": secrets])
-                handlers.append(LoadedHandler(path: path, name: String(file.dropLast(4)), options: instances[0].options, instances: instances))
+                handlers.append(LoadedHandler(path: path, name: String(file.dropLast(4)), options: instances[0].options, version: HandlerVersion(instances: instances, pool: pool)))
             } catch {
                 problems.append(ConfigurationError.fromLua(error, path: path))
             }
         }
         if !problems.isEmpty {
-            for handler in handlers { await pool.unload(handler.instances) }
+            handlers.removeAll()  // their versions go back to the pool
+            await pool.collectRetired()
             return .failure(ProblemList(problems))
         }
         return .success(Source(name: name, configuration: configuration, verifier: verifier, handlers: handlers))

@@ -8,6 +8,8 @@ import Synchronization
 public final class WorkerPool: Sendable {
     public let workers: [LuaWorker]
     private let next = Atomic<Int>(0)
+    /// Handler versions nothing refers to any more, waiting to be unloaded.
+    private let retired = Mutex<[[LuaHandler]]>([])
 
     public init(count: Int, services: HostServices) throws(LuaError) {
         var workers: [LuaWorker] = []
@@ -34,6 +36,22 @@ public final class WorkerPool: Sendable {
     /// Releases a handler from every worker.
     public func unload(_ instances: [LuaHandler]) async {
         for (worker, handler) in zip(workers, instances) { await worker.unload(handler) }
+    }
+
+    /// Queues a handler version for unloading (called when its last reference goes).
+    func retire(_ instances: [LuaHandler]) {
+        retired.withLock { $0.append(instances) }
+    }
+
+    /// Unloads every retired handler version; returns how many.
+    @discardableResult
+    public func collectRetired() async -> Int {
+        let versions = retired.withLock { list in
+            defer { list.removeAll() }
+            return list
+        }
+        for instances in versions { await unload(instances) }
+        return versions.count
     }
 
     /// Invokes one handler on the next worker.

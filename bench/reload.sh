@@ -23,7 +23,7 @@ wrk.method = "POST"
 wrk.body = '{"type":"ping"}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
-MOONHOOK_LOG_LEVEL=warning "$MOONHOOK" serve --handlers "$WORK/h" --listen 127.0.0.1:$PORT --store "sqlite:$WORK/s.sqlite" 2> "$WORK/log" &
+MOONHOOK_LOG_LEVEL=notice "$MOONHOOK" serve --handlers "$WORK/h" --listen 127.0.0.1:$PORT --store "sqlite:$WORK/s.sqlite" 2> "$WORK/log" &
 SERVER=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:$PORT/healthz >/dev/null && break; sleep 0.1; done
 

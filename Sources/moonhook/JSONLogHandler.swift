@@ -21,7 +21,15 @@ struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
+    func log(event: LogEvent) {
+        write(level: event.level, message: event.message, explicit: event.metadata)
+    }
+
     func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        write(level: level, message: message, explicit: explicit)
+    }
+
+    private func write(level: Logger.Level, message: Logger.Message, explicit: Logger.Metadata?) {
         // Built by hand: a log line per request must cost microseconds, not a JSONSerialization pass.
         var output: [UInt8] = []
         output.reserveCapacity(256)

@@ -50,18 +50,6 @@ struct ReloadingServer {
     }
 }
 
-extension Server {
-    static func eventually(_ condition: () -> Bool, within limit: Duration) async -> Bool {
-        let clock = ContinuousClock()
-        let started = clock.now
-        while clock.now - started < limit {
-            if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-        return condition()
-    }
-}
-
 @Suite("Hot reload")
 struct ReloadTests {
     @Test func everySavePatternIsPickedUp() async throws {

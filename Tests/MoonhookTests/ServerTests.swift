@@ -58,11 +58,13 @@ enum Server {
         return fields
     }
 
-    /// Waits until `condition` holds, for at most five seconds.
-    static func eventually(_ condition: () -> Bool) async -> Bool {
-        for _ in 0..<500 {
+    /// Waits until `condition` holds, for at most `limit`.
+    static func eventually(_ condition: () -> Bool, within limit: Duration = .seconds(5)) async -> Bool {
+        let clock = ContinuousClock()
+        let started = clock.now
+        while clock.now - started < limit {
             if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(10))
+            try? await Task.sleep(for: .milliseconds(5))
         }
         return condition()
     }

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import MoonhookStore
 import MoonhookTestSupport
 import NIOCore
 import Testing
@@ -99,6 +100,51 @@ struct ProcessTests {
         server.process.waitUntilExit()
         #expect(server.process.terminationStatus == 0)
         #expect(logs.all.contains { $0["msg"] == "slow work done" }, "the in-flight handler was cut short: \(logs.all.map { $0["msg"] ?? "" })")
+    }
+
+    /// Two servers share one SQLite file; concurrent kv.incr from both lose no update.
+    @Test func twoServersShareOneStore() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("counter/source.yaml", "scheme: none\n")
+        try handlers.write("counter/hit.lua", "return function() kv.incr('hits') end")
+        let store = handlers.folder.appending(path: "shared.sqlite").path
+        var servers: [(MoonhookProcess, String)] = []
+        for _ in 0..<2 {
+            let server = try MoonhookProcess(["serve", "--handlers", handlers.folder.path, "--listen", "127.0.0.1:0", "--store", "sqlite:" + store])
+            let logs = LogLines(server.stderr)
+            let address = try #require(await logs.first("moonhook listening")?["address"])
+            servers.append((server, address))
+        }
+        defer { for (server, _) in servers { kill(server.process.processIdentifier, SIGKILL) } }
+        let addresses = servers.map(\.1)
+        let accepted = try await withThrowingTaskGroup(of: Int.self) { group in
+            for address in addresses {
+                for _ in 0..<4 {
+                    group.addTask {
+                        var accepted = 0
+                        for _ in 0..<25 {
+                            var request = HTTPClientRequest(url: "http://\(address)/hooks/counter")
+                            request.method = .POST
+                            request.headers.add(name: "Content-Type", value: "application/json")
+                            request.body = .bytes(ByteBuffer(string: #"{"type":"hit"}"#))
+                            if try await HTTPClient.shared.execute(request, timeout: .seconds(10)).status.code == 202 { accepted += 1 }
+                        }
+                        return accepted
+                    }
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(accepted == 200)
+        for (server, _) in servers {
+            kill(server.process.processIdentifier, SIGTERM)
+            server.process.waitUntilExit()
+            #expect(server.process.terminationStatus == 0)
+        }
+        let shared = try await SQLiteStore.open(path: store, logger: LogRecords().logger())
+        #expect(try await shared.get("counter", "hits") == Array("200".utf8))
+        await shared.close()
     }
 
     @Test func checkPrintsEveryProblemAndExitsOne() async throws {

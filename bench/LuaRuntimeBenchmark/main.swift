@@ -173,6 +173,28 @@ let parked = try await worker.load(path: "bench/park.lua", source: Array("return
 let hundredCalls = try await worker.load(path: "bench/sync100.lua", source: Array("return function(event) for i = 1, 100 do bench.sync() end return event.body.payload.status end".utf8))
 let argument = event(body)
 
+// Suspended invocations, measured first: RSS growth means most before other phases have grown
+// and freed the heap.
+let suspendedCount = 10_000
+let before = residentBytes()
+let memoryBefore = await worker.memoryUsed
+let results = Task { await invokeConcurrently(worker, parked, argument: argument, count: suspendedCount) }
+while parking.count < suspendedCount { try await Task.sleep(for: .milliseconds(10)) }
+let suspendedRSS = residentBytes() - before
+let suspendedLuaBytes = await worker.memoryUsed - memoryBefore
+parking.release()
+let completed = await results.value
+precondition(completed == suspendedCount)
+
+// Peer: the same number of Swift tasks parked on a continuation, with no Lua at all.
+let taskParking = Parking()
+let taskBefore = residentBytes()
+let parkedTasks = Task { await parkTasks(taskParking, count: suspendedCount) }
+while taskParking.count < suspendedCount { try await Task.sleep(for: .milliseconds(10)) }
+let tasksRSS = residentBytes() - taskBefore
+taskParking.release()
+_ = await parkedTasks.value
+
 // Warm up.
 _ = await timeInvocations(on: worker, trivial, argument: argument)
 
@@ -194,27 +216,6 @@ let foundationMedian = median(roundMedians["foundation"]!)
 let syncMedian = median(roundMedians["sync"]!)
 let hundredMedian = median(roundMedians["hundred"]!)
 let yieldMedian = median(roundMedians["yield"]!)
-
-// Suspended invocations.
-let suspendedCount = 10_000
-let before = residentBytes()
-let memoryBefore = await worker.memoryUsed
-let results = Task { await invokeConcurrently(worker, parked, argument: argument, count: suspendedCount) }
-while parking.count < suspendedCount { try await Task.sleep(for: .milliseconds(10)) }
-let suspendedRSS = residentBytes() - before
-let suspendedLuaBytes = await worker.memoryUsed - memoryBefore
-parking.release()
-let completed = await results.value
-precondition(completed == suspendedCount)
-
-// Peer: the same number of Swift tasks parked on a continuation, with no Lua at all.
-let taskParking = Parking()
-let taskBefore = residentBytes()
-let parkedTasks = Task { await parkTasks(taskParking, count: suspendedCount) }
-while taskParking.count < suspendedCount { try await Task.sleep(for: .milliseconds(10)) }
-let tasksRSS = residentBytes() - taskBefore
-taskParking.release()
-_ = await parkedTasks.value
 
 let bareBefore = residentBytes()
 let plain = luaL_newstate()!

@@ -151,6 +151,17 @@ final class Parking: @unchecked Sendable {
     }
 }
 
+if CommandLine.arguments.contains("--tasks-peer") {
+    let taskParking = Parking()
+    let before = residentBytes()
+    let parked = Task { await parkTasks(taskParking, count: 10_000) }
+    while taskParking.count < 10_000 { try await Task.sleep(for: .milliseconds(10)) }
+    print(residentBytes() - before)
+    taskParking.release()
+    await parked.value
+    exit(0)
+}
+
 let parking = Parking()
 var benchLibrary = LuaLibrary(name: "bench")
 benchLibrary.function("sync") { call in try call.returning(.integer(1)) }
@@ -186,14 +197,19 @@ parking.release()
 let completed = await results.value
 precondition(completed == suspendedCount)
 
-// Peer: the same number of Swift tasks parked on a continuation, with no Lua at all.
-let taskParking = Parking()
-let taskBefore = residentBytes()
-let parkedTasks = Task { await parkTasks(taskParking, count: suspendedCount) }
-while taskParking.count < suspendedCount { try await Task.sleep(for: .milliseconds(10)) }
-let tasksRSS = residentBytes() - taskBefore
-taskParking.release()
-_ = await parkedTasks.value
+// Peer: the same number of Swift tasks parked on a continuation, with no Lua at all, measured in a
+// process of its own so that neither measurement reuses memory the other freed.
+let tasksRSS: Int = {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+    process.arguments = ["--tasks-peer"]
+    let output = Pipe()
+    process.standardOutput = output
+    try? process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return Int(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+}()
 
 // Warm up.
 _ = await timeInvocations(on: worker, trivial, argument: argument)

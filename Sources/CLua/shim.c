@@ -148,6 +148,7 @@ static int clua_trampoline(lua_State *L) {
     }
     if (result == CLUA_HOST_YIELD) {
         lua_settop(L, 0);
+        ctx->host_yield = 1;
         return lua_yieldk(L, 0, 0, clua_resume_continuation);
     }
     return result;

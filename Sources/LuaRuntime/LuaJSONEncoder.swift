@@ -11,6 +11,11 @@ struct LuaJSONEncoder {
     private let thread: OpaquePointer
     private let maxDepth: Int
     private var output: [UInt8] = []
+    /// Values visited so far. A table that holds the same subtable twice at every level is small
+    /// in Lua and exponential as JSON: the node and byte caps stop that work, which no hook sees.
+    private var nodes = 0
+    static let maxNodes = 1_000_000
+    static let maxBytes = 16 << 20
 
     init(state: LuaState, thread: OpaquePointer, maxDepth: Int) {
         self.state = state
@@ -30,6 +35,9 @@ struct LuaJSONEncoder {
     }
 
     private mutating func encodeValue(_ index: Int32, depth: Int) throws(LuaValueError) {
+        nodes += 1
+        if nodes > Self.maxNodes { throw LuaValueError("cannot encode more than \(Self.maxNodes) values as JSON") }
+        if output.count > Self.maxBytes { throw LuaValueError("cannot encode more than \(Self.maxBytes) bytes of JSON") }
         switch lua_type(thread, index) {
         case LUA_TNIL:
             append("null")

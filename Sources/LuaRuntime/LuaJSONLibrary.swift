@@ -28,6 +28,12 @@ extension LuaCall {
         guard index <= argumentCount, lua_type(thread, Int32(index)) == LUA_TTABLE else {
             throw LuaHostError("bad argument #\(index) to '\(functionName)' (table expected)")
         }
+        if lua_getmetatable(thread, Int32(index)) != 0 {
+            clua_getref(thread, state.arrayMetatableRef)
+            let isArray = lua_rawequal(thread, -1, -2) != 0
+            clua_pop(thread, 2)
+            guard isArray else { throw LuaHostError("\(functionName): the table already has a metatable") }
+        }
         clua_getref(thread, state.arrayMetatableRef)
         lua_setmetatable(thread, Int32(index))
         lua_pushvalue(thread, Int32(index))

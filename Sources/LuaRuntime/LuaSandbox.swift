@@ -12,13 +12,18 @@ enum LuaSandbox {
     local internals = ...
     local charge, limits, host, patterns = internals.charge, internals.limits, internals.host, internals.patterns
 
-    local type, error, next, pcall, select, tostring = type, error, next, pcall, select, tostring
+    local type, error, next, pcall, select, tostring, tonumber = type, error, next, pcall, select, tostring, tonumber
+    local raw_getmetatable = debug.getmetatable   -- sees through __metatable; the sandbox never exposes it
+    local invocations = internals.invocations     -- the host's coroutines, one per invocation (weak keys)
     local setmetatable, getmetatable, rawget, rawlen = setmetatable, getmetatable, rawget, rawlen
     local real_load, real_collectgarbage = load, collectgarbage
     local string_len, string_rep, string_format = string.len, string.rep, string.format
     local table_move, table_insert, table_remove = table.move, table.insert, table.remove
     local table_concat, table_sort, table_pack = table.concat, table.sort, table.pack
     local coroutine_close, coroutine_running = coroutine.close, coroutine.running
+    local coroutine_create, coroutine_wrap, coroutine_resume = coroutine.create, coroutine.wrap, coroutine.resume
+    local string_upper, string_lower, string_reverse, string_byte, string_sub = string.upper, string.lower, string.reverse, string.byte, string.sub
+    local table_unpack = table.unpack
     local math_log = math.log
 
     local function copy(source, skip)
@@ -33,6 +38,7 @@ enum LuaSandbox {
     for name, f in next, patterns do safe_string[name] = f end
 
     function safe_string.rep(s, n, sep)
+      n = tonumber(n) or n   -- the C function accepts numeric strings: check what it will use
       if type(n) == "number" and n > 0 then
         local total = string_len(s) * n + (sep ~= nil and string_len(sep) * (n - 1) or 0)
         if total > limits.max_string then
@@ -43,9 +49,33 @@ enum LuaSandbox {
       return string_rep(s, n, sep)
     end
 
+    -- Linear work in C on long strings: charge it.
+    local function charged(f)
+      return function(s, ...)
+        if type(s) == "string" then charge(#s // 64) end
+        return f(s, ...)
+      end
+    end
+    safe_string.upper, safe_string.lower, safe_string.reverse = charged(string_upper), charged(string_lower), charged(string_reverse)
+    safe_string.byte, safe_string.sub = charged(string_byte), charged(string_sub)
+
+    -- The table functions below loop in C over #t and call __index/__newindex, where no hook
+    -- fires: a __len that lies, or C metamethods, would make them run without end. Handlers' own
+    -- tables with such metamethods are refused (json.array's metatable has none).
+    local function plain(name, t)
+      local mt = raw_getmetatable(t)
+      if mt ~= nil and (rawget(mt, "__len") ~= nil or rawget(mt, "__index") ~= nil or rawget(mt, "__newindex") ~= nil) then
+        error(name .. ": tables with __len, __index or __newindex metamethods are not supported", 3)
+      end
+      return t
+    end
+
     local safe_table = copy(table)
 
     function safe_table.move(a1, f, e, t, a2)
+      f, e, t = tonumber(f) or f, tonumber(e) or e, tonumber(t) or t
+      if type(a1) == "table" then plain("table.move", a1) end
+      if type(a2) == "table" then plain("table.move", a2) end
       if type(f) == "number" and type(e) == "number" and e >= f then
         local n = e - f + 1
         if n > limits.max_move then
@@ -58,20 +88,26 @@ enum LuaSandbox {
 
     -- These run in C for as long as the table is long; charge that work to the budget.
     function safe_table.insert(t, ...)
-      if type(t) == "table" then charge(rawlen(t)) end
+      if type(t) == "table" then charge(rawlen(plain("table.insert", t))) end
       return table_insert(t, ...)
     end
     function safe_table.remove(t, ...)
-      if type(t) == "table" then charge(rawlen(t)) end
+      if type(t) == "table" then charge(rawlen(plain("table.remove", t))) end
       return table_remove(t, ...)
     end
     function safe_table.concat(t, ...)
-      if type(t) == "table" then charge(rawlen(t)) end
+      if type(t) == "table" then charge(rawlen(plain("table.concat", t))) end
       return table_concat(t, ...)
+    end
+    function safe_table.unpack(t, i, j)
+      if type(t) == "table" then plain("table.unpack", t) end
+      i, j = tonumber(i) or i, tonumber(j) or j
+      if type(j) == "number" then charge((j - (type(i) == "number" and i or 1)) // 1) end
+      return table_unpack(t, i, j)
     end
     function safe_table.sort(t, ...)
       if type(t) == "table" then
-        local n = rawlen(t)
+        local n = rawlen(plain("table.sort", t))
         if n > 1 then charge(n * (math_log(n, 2) // 1)) end
       end
       return table_sort(t, ...)
@@ -80,7 +116,23 @@ enum LuaSandbox {
     -- Each nested close runs in its own C frames; Lua 5.4.4 does not count them, so cap the depth.
     local close_depth = setmetatable({}, { __mode = "k" })
     local safe_coroutine = copy(coroutine)
+    -- A new coroutine starts with a fresh hook counter: charge a full interval for it.
+    function safe_coroutine.create(f)
+      charge(limits.hook_interval)
+      return coroutine_create(f)
+    end
+    function safe_coroutine.wrap(f)
+      charge(limits.hook_interval)
+      return coroutine_wrap(f)
+    end
+    -- The coroutines of invocations belong to the host: resuming one (from another invocation of
+    -- the same handler, through a global) would hand it forged host results.
+    function safe_coroutine.resume(co, ...)
+      if invocations[co] then error("coroutine.resume: cannot resume a handler invocation", 2) end
+      return coroutine_resume(co, ...)
+    end
     function safe_coroutine.close(co)
+      if invocations[co] then error("coroutine.close: cannot close a handler invocation", 2) end
       local depth = (close_depth[coroutine_running()] or 0) + 1
       if depth > limits.max_close_depth then error("coroutine.close: nested too deeply", 2) end
       if type(co) == "thread" then close_depth[co] = depth end
@@ -91,7 +143,10 @@ enum LuaSandbox {
       if type(mt) == "table" and (rawget(mt, "__gc") ~= nil or rawget(mt, "__mode") ~= nil) then
         error("setmetatable: __gc and __mode metatables are not allowed in handlers", 2)
       end
-      return setmetatable(t, mt)
+      -- Errors of the real one (a protected metatable) point at the handler, not at this wrapper.
+      local ok, result = pcall(setmetatable, t, mt)
+      if not ok then error(result, 2) end
+      return result
     end
 
     -- The real xpcall runs its message handler at the point of the error, and for an error raised
@@ -132,7 +187,7 @@ enum LuaSandbox {
       return setmetatable({}, {
         __index = values,
         __newindex = function() error(name .. " is read-only", 2) end,
-        __pairs = function() return next, values, nil end,
+        __pairs = function() return function(_, key) return next(values, key) end, nil, nil end,
         __len = function() return #values end,
         __metatable = false,
       })
@@ -161,7 +216,8 @@ enum LuaSandbox {
         if type(chunk) ~= "string" then return nil, "load: handlers may load source strings only" end
         if mode ~= nil and mode ~= "t" then return nil, "load: handlers may load text chunks only" end
         if chunk_env == nil then chunk_env = env end
-        return real_load(chunk, name, "t", chunk_env)
+        -- "=" names cannot pose as another handler's file in error messages.
+        return real_load(chunk, "=" .. tostring(name or "(load)"), "t", chunk_env)
       end
       if env.log ~= nil then
         local log_info = env.log.info

@@ -41,20 +41,21 @@ extension LuaState {
             }
         case .table(let array, let fields):
             guard lua_checkstack(thread, 3) != 0 else { throw LuaValueError("Lua stack exhausted") }
+            let top = lua_gettop(thread)
             lua_createtable(thread, Int32(array.count), Int32(fields.count))
-            for (offset, element) in array.enumerated() {
-                try push(element, on: thread)
-                lua_rawseti(thread, -2, lua_Integer(offset + 1))
-            }
-            for (key, element) in fields {
-                try push(.string(key), on: thread)
-                do {
+            do {
+                for (offset, element) in array.enumerated() {
                     try push(element, on: thread)
-                } catch {
-                    clua_pop(thread, 2)
-                    throw error
+                    lua_rawseti(thread, -2, lua_Integer(offset + 1))
                 }
-                lua_rawset(thread, -3)
+                for (key, element) in fields {
+                    try push(.string(key), on: thread)
+                    try push(element, on: thread)
+                    lua_rawset(thread, -3)
+                }
+            } catch {
+                lua_settop(thread, top)
+                throw error
             }
         }
     }
@@ -63,6 +64,16 @@ extension LuaState {
     /// sequence 1...n and their string keys; other keys are ignored. Functions, threads and userdata
     /// (other than `json.null`) cannot leave Lua. Stack effect: 0.
     func value(at index: Int32, on thread: OpaquePointer, depth: Int) throws(LuaValueError) -> LuaValue {
+        var budget = Self.maxValueNodes
+        return try value(at: index, on: thread, depth: depth, budget: &budget)
+    }
+
+    /// Most values one conversion visits: shared subtables make a small Lua table an exponential tree.
+    static let maxValueNodes = 100_000
+
+    private func value(at index: Int32, on thread: OpaquePointer, depth: Int, budget: inout Int) throws(LuaValueError) -> LuaValue {
+        budget -= 1
+        guard budget >= 0 else { throw LuaValueError("value has more than \(Self.maxValueNodes) parts") }
         switch lua_type(thread, index) {
         case LUA_TNONE, LUA_TNIL:
             return .nil
@@ -86,7 +97,7 @@ extension LuaState {
             for position in 0..<length {
                 lua_rawgeti(thread, table, lua_Integer(position + 1))
                 defer { clua_pop(thread, 1) }
-                let element = try value(at: -1, on: thread, depth: depth - 1)
+                let element = try value(at: -1, on: thread, depth: depth - 1, budget: &budget)
                 if element == .nil { break }
                 array.append(element)
             }
@@ -95,7 +106,7 @@ extension LuaState {
             while lua_next(thread, table) != 0 {
                 if lua_type(thread, -2) == LUA_TSTRING, let key = string(at: -2, on: thread) {
                     do {
-                        fields[key] = try value(at: -1, on: thread, depth: depth - 1)
+                        fields[key] = try value(at: -1, on: thread, depth: depth - 1, budget: &budget)
                     } catch {
                         clua_pop(thread, 2)
                         throw error

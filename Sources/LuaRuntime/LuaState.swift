@@ -18,6 +18,8 @@ final class LuaState {
     private var makeEnvironmentRef: Int32 = 0
     /// Registry reference to the metatable that marks decoded JSON arrays.
     private(set) var arrayMetatableRef: Int32 = 0
+    /// Registry reference to the weak-keyed set of invocation coroutines, which scripts may not resume.
+    private(set) var invocationsRef: Int32 = 0
 
     /// The coroutine of the invocation being resumed, and what it may see of its host.
     var running: (thread: OpaquePointer, info: LuaInvocationInfo)?
@@ -60,7 +62,16 @@ final class LuaState {
         lua_setfield(L, -2, "__metatable")
         clua_pop(L, 1)
 
-        lua_createtable(L, 0, 5)  // internals
+        lua_createtable(L, 0, 0)  // invocation coroutines, weak keys
+        lua_createtable(L, 0, 1)
+        lua_pushstring(L, "k")
+        lua_setfield(L, -2, "__mode")
+        lua_setmetatable(L, -2)
+        invocationsRef = clua_ref(L)
+
+        lua_createtable(L, 0, 6)  // internals
+        clua_getref(L, invocationsRef)
+        lua_setfield(L, -2, "invocations")
         clua_push_charge_function(L)
         lua_setfield(L, -2, "charge")
         lua_createtable(L, 0, 4)
@@ -73,6 +84,8 @@ final class LuaState {
         lua_setfield(L, -2, "max_move")
         lua_pushinteger(L, 16)
         lua_setfield(L, -2, "max_close_depth")
+        lua_pushinteger(L, lua_Integer(limits.hookInterval))
+        lua_setfield(L, -2, "hook_interval")
         lua_setfield(L, -2, "limits")
         lua_createtable(L, 0, Int32(libraries.count))
         for library in libraries {
@@ -112,8 +125,9 @@ final class LuaState {
 
     /// Runs `body` with the memory cap enforced and a fresh instruction budget, as Lua code is about to run.
     func withEnforcedLimits<T>(_ body: () -> T) -> T {
+        let before = context.pointee.enforce_memory
         context.pointee.enforce_memory = 1
-        defer { context.pointee.enforce_memory = 0 }
+        defer { context.pointee.enforce_memory = before }
         return body()
     }
 

@@ -169,9 +169,18 @@ public actor LuaWorker {
         guard let thread = lua_newthread(L) else {
             return RunOutcome(result: .failure(LuaError(.memory, "cannot create a coroutine")))
         }
+        // Mark it as an invocation: the sandbox refuses to resume or close it from a script.
+        clua_getref(L, state.invocationsRef)
+        lua_pushvalue(L, -2)
+        lua_pushboolean(L, 1)
+        lua_rawset(L, -3)
+        clua_pop(L, 1)
         let threadRef = clua_ref(L)
         defer { clua_unref(L, threadRef) }
 
+        guard lua_checkstack(thread, Int32(arguments.count + 1)) != 0 else {
+            return RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): too many arguments")))
+        }
         clua_getref(thread, functionRef)
         for (position, argument) in arguments.enumerated() {
             do {
@@ -192,6 +201,8 @@ public actor LuaWorker {
             context.pointee.deadline = deadlineSeconds
             context.pointee.kill_reason = CLUA_KILL_NONE
             context.pointee.kill_line = 0
+            context.pointee.host_yield = 0
+            state.pendingOperation = nil
             context.pointee.invocation = thread
             state.running = (thread, info)
             var resultCount: Int32 = 0
@@ -224,7 +235,11 @@ public actor LuaWorker {
                 }
                 return RunOutcome(result: .success(0), values: values, instructions: used)
             case LUA_YIELD:
-                guard let operation = state.pendingOperation else {
+                // Only a yield from the trampoline is a host call; a script's own yield of this
+                // coroutine must not pick up an operation left by a host call that failed.
+                let hostYield = context.pointee.host_yield == 1
+                context.pointee.host_yield = 0
+                guard hostYield, let operation = state.pendingOperation else {
                     return RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): the handler yielded outside a coroutine it created")), instructions: used)
                 }
                 state.pendingOperation = nil
@@ -234,7 +249,9 @@ public actor LuaWorker {
                     guard ContinuousClock.now < deadline else {
                         return RunOutcome(result: .failure(limitError(CLUA_KILL_DEADLINE, info: info, wallClock: wallClock)), instructions: used)
                     }
-                    lua_checkstack(thread, Int32(results.count + 1))
+                    guard lua_checkstack(thread, Int32(results.count + 2)) != 0 else {
+                        return RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): too many results from a host call")), instructions: used)
+                    }
                     lua_pushboolean(thread, 1)
                     do {
                         for value in results { try state.push(value, on: thread) }

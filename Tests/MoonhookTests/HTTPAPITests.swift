@@ -30,6 +30,15 @@ struct HTTPAPITests {
                 """).result.get()
         }
         #expect(values == [.integer(200), .integer(42), .string("yes"), .integer(201), .string(#"{"n":1,"text":"hi"}"#), .string("application/json"), .string("raw"), .string("text/plain")])
+        // Responses share one metatable: no handler may reach or change it.
+        let guarded = try await server.run { port in
+            try await harness.run("""
+                local r = http.get("http://127.0.0.1:\(port)/json")
+                local ok, err = pcall(setmetatable, r, {})
+                return getmetatable(r), ok, err
+                """).result.get()
+        }
+        #expect(guarded == [.boolean(false), .boolean(false), .string("cannot change a protected metatable")], "\(guarded.map { $0.text ?? "\($0)" })")
         let echoed = try #require(server.requests.first)
         #expect(echoed.headers["x-trace"] == "abc")
         #expect(echoed.method == "POST")

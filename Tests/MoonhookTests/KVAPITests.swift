@@ -181,10 +181,11 @@ struct CryptoAPITests {
             local names = {}
             for name in pairs(secrets) do names[#names + 1] = name end
             local ok, err = pcall(function() secrets.CHAT_URL = "x" end)
-            return secrets.CHAT_URL, table.concat(names, ","), ok, err, getmetatable(secrets), rawget(secrets, "CHAT_URL")
+            local _, backing = pairs(secrets)
+            return secrets.CHAT_URL, table.concat(names, ","), ok, err, getmetatable(secrets), rawget(secrets, "CHAT_URL"), backing
             """, secrets: ["CHAT_URL": "https://chat.example/hook/T0K3N"])
         #expect(try outcome.result.get() == [
-            .string("https://chat.example/hook/T0K3N"), .string("CHAT_URL"), .boolean(false), .string("src/h.lua:5: secrets is read-only"), .boolean(false), .nil,
+            .string("https://chat.example/hook/T0K3N"), .string("CHAT_URL"), .boolean(false), .string("src/h.lua:5: secrets is read-only"), .boolean(false), .nil, .nil,
         ])
         let line = try #require(harness.records.all.first { $0.message.hasPrefix("calling") })
         #expect(line.message == "calling [redacted]")

@@ -41,6 +41,7 @@ typedef struct clua_context {
     int kill_reason;            /* CLUA_KILL_* */
     int hook_interval;          /* instructions between two count-hook calls */
     lua_State *invocation;      /* the coroutine of the invocation being resumed */
+    int host_yield;             /* set by the trampoline when it yields for a host function */
     char kill_source[LUA_IDSIZE]; /* where the limit was hit: chunk name ... */
     int kill_line;              /* ... and line (0: unknown) */
     int64_t pattern_step_limit; /* matcher steps one pattern call may take */

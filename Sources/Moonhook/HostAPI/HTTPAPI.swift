@@ -14,7 +14,8 @@ public enum HTTPAPI {
     static let setup = #"""
     local lib, host = ...
     local raw, encode, decode = lib._request, host.json.encode, host.json.decode
-    local response = { __index = { json = function(self) return decode(self.body) end } }
+    -- Shared by every handler's responses: protected, so that no handler can change it for another.
+    local response = { __index = { json = function(self) return decode(self.body) end }, __metatable = false }
     local function request(options)
       if type(options) ~= "table" then error("http.request: expected a table of options", 2) end
       local o = {}

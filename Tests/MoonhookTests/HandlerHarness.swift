@@ -18,9 +18,10 @@ struct HandlerHarness {
         let handler = try await worker.load(
             path: "\(source)/h.lua", source: Array("return function(event)\n\(body)\nend".utf8),
             extras: ["secrets": .table(array: [], fields: secrets.mapValues { .string($0) })])
-        defer { Task { await worker.unload(handler) } }
         let context = HandlerContext(source: source, logger: records.logger(), redactions: Array(secrets.values))
-        return await worker.invoke(handler, arguments: [event], info: LuaInvocationInfo(handlerPath: handler.path, context: context))
+        let outcome = await worker.invoke(handler, arguments: [event], info: LuaInvocationInfo(handlerPath: handler.path, context: context))
+        await worker.unload(handler)
+        return outcome
     }
 
     func shutdown() { worker.shutdown() }

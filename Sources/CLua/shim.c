@@ -26,9 +26,17 @@ static void *clua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         ctx->memory_used -= osize;
         return NULL;
     }
-    if (nsize > osize && ctx->enforce_memory && ctx->memory_limit != 0
-        && ctx->memory_used - osize + nsize > ctx->memory_limit) {
-        return NULL;
+    if (nsize > osize && ctx->enforce_memory) {
+        if (ctx->memory_limit != 0 && ctx->memory_used - osize + nsize > ctx->memory_limit) return NULL;
+        // Copying in C (string concatenation, string functions) is work no hook sees: charge one
+        // instruction per 64 bytes allocated. Once an invocation is over its budget, nothing more
+        // is allocated for it: a pcall loop around big copies cannot keep going until the hook
+        // comes round.
+        if (ctx->kill_reason == CLUA_KILL_NONE) {
+            ctx->instructions_left -= (int64_t)((nsize - osize) >> 6);
+            if (ctx->instructions_left <= 0) ctx->kill_reason = CLUA_KILL_INSTRUCTIONS;
+        }
+        if (ctx->kill_reason != CLUA_KILL_NONE) return NULL;
     }
     void *block = realloc(ptr, nsize);
     if (block == NULL) {

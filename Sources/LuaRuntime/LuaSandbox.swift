@@ -214,6 +214,7 @@ enum LuaSandbox {
       end
       env.load = function(chunk, name, mode, chunk_env)
         if type(chunk) ~= "string" then return nil, "load: handlers may load source strings only" end
+        charge(#chunk // 16)   -- compiling runs in C
         if mode ~= nil and mode ~= "t" then return nil, "load: handlers may load text chunks only" end
         if chunk_env == nil then chunk_env = env end
         -- "=" names cannot pose as another handler's file in error messages.

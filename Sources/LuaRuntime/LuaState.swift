@@ -138,7 +138,10 @@ final class LuaState {
     }
 
     func load(bytes: UnsafeRawBufferPointer, chunkName: String) -> Int32 {
-        withEnforcedLimits {
+        // A fresh budget: the allocator refuses everything once an invocation is over its own.
+        context.pointee.kill_reason = CLUA_KILL_NONE
+        context.pointee.instructions_left = limits.instructions
+        return withEnforcedLimits {
             clua_loadbuffer(L, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count, chunkName)
         }
     }

@@ -176,7 +176,11 @@ public actor LuaWorker {
         lua_rawset(L, -3)
         clua_pop(L, 1)
         let threadRef = clua_ref(L)
-        defer { clua_unref(L, threadRef) }
+        defer {
+            clua_unref(L, threadRef)
+            // Whatever stopped this invocation must not stop the next thing Lua does.
+            context.pointee.kill_reason = CLUA_KILL_NONE
+        }
 
         guard lua_checkstack(thread, Int32(arguments.count + 1)) != 0 else {
             return RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): too many arguments")))

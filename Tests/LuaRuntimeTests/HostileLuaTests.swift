@@ -130,6 +130,12 @@ let hostileCases: [HostileCase] = [
         .fails(.runtime, "json.array: the table already has a metatable")),
     HostileCase("load posing as another handler's file", "return select(2, pcall(load(\"error('x')\", '@b/other.lua')))",
         .returns([.string("@b/other.lua:1: x")])),
+    HostileCase("copying a big string in a pcall loop",
+        "local big = ('x'):rep(4 * 1024 * 1024) while true do pcall(function() local copy = big .. 'y' end) end",
+        .fails(.instructionLimit, "instruction limit exceeded")),
+    HostileCase("compiling big chunks in a loop",
+        "local source = 'return ' .. ('1 + '):rep(200000) .. '1' while true do pcall(load, source) end",
+        .limit),
     // Stack.
     HostileCase("deep Lua recursion", "local function f() return 1 + f() end return f()", .failsWithAny(["stack overflow", "memory limit exceeded"])),
     HostileCase("C stack through gsub callbacks", "local function f(s) return (s:gsub('.', f)) end return f('ab')", .fails(.runtime, "stack overflow")),

@@ -66,24 +66,6 @@ try: build
 	  $(BIN) run handlers/$$source/$$type.lua --event $$fixture || exit 1; \
 	done
 
-# A virtual environment with the signing libraries, made once.
-test-deps: deps
-	@[ -x $(MOONHOOK_PYTHON) ] || python3 -m venv $(VENV)
-	@$(MOONHOOK_PYTHON) -c "import standardwebhooks, svix, stripe, slack_sdk, browser_use_sdk.lib.webhooks" 2>/dev/null || \
-	  $(MOONHOOK_PYTHON) -m pip install --quiet --disable-pip-version-check $(PIP_PACKAGES)
-
-build: deps
-	$(SWIFT) build -c $(CONFIGURATION) --product moonhook
-
-# Runs every example handler in handlers/ against its fixture in fixtures/.
-run: build
-	@bin=$$($(SWIFT) build -c $(CONFIGURATION) --show-bin-path)/moonhook; \
-	for fixture in fixtures/*/*.json; do \
-	  source=$$(basename $$(dirname $$fixture)); type=$$(basename $$fixture .json); \
-	  echo "== $$source/$$type"; \
-	  $$bin run handlers/$$source/$$type.lua --event $$fixture || exit 1; \
-	done
-
 test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build

@@ -9,12 +9,20 @@ public struct JSONScanner {
     /// Scans `bytes`; returns, for each pointer (`/data/eventType`), the scalar there as text
     /// (strings unescaped, numbers and booleans as written) or nil.
     public static func scan(_ bytes: [UInt8], pointers: [String]) throws(Failure) -> [String?] {
-        let targets = pointers.map { pointer -> [String] in
-            pointer.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map {
-                $0.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
-            }
+        try scan(bytes, tokens: pointers.map(tokens(of:)))
+    }
+
+    /// The reference tokens of an RFC 6901 pointer (`/a~1b/0` -> `["a/b", "0"]`), for callers that
+    /// split their pointers once instead of on every scan.
+    public static func tokens(of pointer: String) -> [String] {
+        pointer.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map {
+            $0.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
         }
-        return try bytes.withUnsafeBufferPointer { buffer throws(Failure) in
+    }
+
+    /// Like `scan(_:pointers:)`, with pointers already split into their tokens.
+    public static func scan(_ bytes: [UInt8], tokens targets: [[String]]) throws(Failure) -> [String?] {
+        try bytes.withUnsafeBufferPointer { buffer throws(Failure) in
             var scanner = JSONScanner(input: buffer, targets: targets)
             scanner.skipWhitespace()
             try scanner.value(depth: 0)

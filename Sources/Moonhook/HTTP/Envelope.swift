@@ -9,17 +9,18 @@ struct Envelope {
     /// Checks `request`'s JSON body in one pass and extracts type and id.
     /// - Throws: `HTTPFailure` 415 when the content type is not JSON, 400 when the body is not JSON
     ///   or has no event type.
-    static func open(_ request: WebhookRequest, rules: SourceConfiguration) throws(HTTPFailure) -> Envelope {
+    static func open(_ request: WebhookRequest, source: Source) throws(HTTPFailure) -> Envelope {
+        let rules = source.configuration
         if let contentType = request.header("Content-Type") {
             let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
             guard mediaType == "application/json" || mediaType.hasSuffix("+json") else {
                 throw HTTPFailure(.unsupportedMediaType, "content type must be application/json, got \(mediaType)")
             }
         }
-        let pointers = rules.type.compactMap(\.pointer) + rules.id.compactMap(\.pointer)
+        let pointers = source.pointers
         let scalars: [String?]
         do {
-            scalars = try JSONScanner.scan(request.body, pointers: pointers)
+            scalars = try JSONScanner.scan(request.body, tokens: source.pointerTokens)
         } catch {
             throw HTTPFailure(.badRequest, "body is not JSON: \(error)")
         }

@@ -46,7 +46,7 @@ struct HookController: Sendable {
         } catch {
             throw HTTPFailure(.unauthorized, error.message)
         }
-        let envelope = try Envelope.open(webhook, rules: source.configuration)
+        let envelope = try Envelope.open(webhook, source: source)
         let handlers = source.handlers(for: envelope.type)
         var lowercased: [String: String] = [:]
         for (name, value) in headers { lowercased[name.lowercased(), default: value] = lowercased[name.lowercased()].map { "\($0), \(value)" } ?? value }

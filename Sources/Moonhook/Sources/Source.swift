@@ -40,6 +40,19 @@ public struct Source: Sendable {
     public let configuration: SourceConfiguration
     public let verifier: Verifier
     public let handlers: [LoadedHandler]
+    /// The JSON pointers of the event type and delivery id, and their tokens, split once here
+    /// rather than on every request.
+    let pointers: [String]
+    let pointerTokens: [[String]]
+
+    init(name: String, configuration: SourceConfiguration, verifier: Verifier, handlers: [LoadedHandler]) {
+        self.name = name
+        self.configuration = configuration
+        self.verifier = verifier
+        self.handlers = handlers
+        pointers = (configuration.type + configuration.id).compactMap(\.pointer)
+        pointerTokens = pointers.map(JSONScanner.tokens(of:))
+    }
 
     /// The handlers that run for an event of `type`: every handler named after the type or matching
     /// it with `on`; `_default.lua` only when no other matches.

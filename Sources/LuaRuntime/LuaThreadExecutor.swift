@@ -7,12 +7,25 @@ import Foundation
 /// Every job of the `LuaWorker` actor that owns this executor runs here, so its `lua_State` is only
 /// ever touched by this thread.
 final class LuaThreadExecutor: SerialExecutor, @unchecked Sendable {
-    // @unchecked: `jobs` and `stopped` are only accessed with `condition` locked.
+    // @unchecked: `jobs`, `stopped` and `looping` are only accessed with `condition` locked.
     private let condition = NSCondition()
     private var jobs: [UnownedJob] = []
     private var stopped = false
+    private var looping = false
+    private let name: String
+    private let stackSize: Int
 
     init(name: String, stackSize: Int) {
+        self.name = name
+        self.stackSize = stackSize
+        condition.lock()
+        startThread()
+        condition.unlock()
+    }
+
+    /// Starts the loop's thread. Called with `condition` locked, when no loop runs.
+    private func startThread() {
+        looping = true
         let thread = Thread { [self] in runLoop() }
         thread.name = name
         thread.stackSize = stackSize
@@ -23,6 +36,9 @@ final class LuaThreadExecutor: SerialExecutor, @unchecked Sendable {
         let job = UnownedJob(job)
         condition.lock()
         jobs.append(job)
+        // A job that arrives after `stop` let the thread end must still run, or whoever awaits it
+        // would wait forever: start the loop again, still one thread at a time.
+        if !looping { startThread() }
         condition.signal()
         condition.unlock()
     }
@@ -45,6 +61,7 @@ final class LuaThreadExecutor: SerialExecutor, @unchecked Sendable {
             condition.lock()
             while jobs.isEmpty && !stopped { condition.wait() }
             if jobs.isEmpty && stopped {
+                looping = false
                 condition.unlock()
                 return
             }

@@ -37,7 +37,8 @@ public actor LuaWorker {
         }
     }
 
-    /// Lets the worker's thread end once queued work is done. The worker must not be used afterwards.
+    /// Lets the worker's thread end once queued work is done. Work that still arrives afterwards
+    /// runs all the same, on a thread started for it, so nothing awaiting the worker hangs.
     public nonisolated func shutdown() {
         executor.stop()
     }

@@ -41,6 +41,15 @@ struct AsyncHostCallTests {
         #expect(elapsed < .seconds(10), "took \(elapsed)")
     }
 
+    @Test func workArrivingAfterShutdownStillRuns() async throws {
+        let worker = try Harness.worker()
+        #expect(await Harness.stillServes(worker))
+        worker.shutdown()
+        try await Task.sleep(for: .milliseconds(50))  // let the thread end
+        #expect(await Harness.stillServes(worker))
+        worker.shutdown()
+    }
+
     @Test func deadlineCoversTimeSpentWaiting() async throws {
         var limits = LuaLimits.testing
         limits.wallClock = .milliseconds(200)

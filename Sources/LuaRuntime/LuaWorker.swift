@@ -162,11 +162,30 @@ public actor LuaWorker {
         }
     }
 
+    /// What one invocation carries between resumes. Kept small: it is what stays in memory, in the
+    /// caller's async frame, while the invocation waits for a host call.
+    private struct Invocation {
+        let thread: OpaquePointer
+        let info: LuaInvocationInfo
+        let wallClock: Duration
+        let deadline: ContinuousClock.Instant
+        let deadlineSeconds: Double
+        let keepResultRef: Bool
+        var instructionsLeft: Int64
+        var argumentCount: Int32
+        var used: Int64 = 0
+    }
+
+    /// What a resume came to: the end of the invocation, or a host call to wait for.
+    private enum Step {
+        case finished(RunOutcome)
+        case wait(LuaCall.Operation)
+    }
+
     /// Resumes a new coroutine for `functionRef` until it returns, fails or is stopped by a limit.
     /// With `keepResultRef`, the first result is kept in the registry and its reference returned.
     private func run(functionRef: Int32, arguments: [LuaValue], info: LuaInvocationInfo, timeout: Duration?, keepResultRef: Bool) async -> RunOutcome {
         let L = state.L
-        let context = state.context
         guard let thread = lua_newthread(L) else {
             return RunOutcome(result: .failure(LuaError(.memory, "cannot create a coroutine")))
         }
@@ -180,9 +199,33 @@ public actor LuaWorker {
         defer {
             clua_unref(L, threadRef)
             // Whatever stopped this invocation must not stop the next thing Lua does.
-            context.pointee.kill_reason = CLUA_KILL_NONE
+            state.context.pointee.kill_reason = CLUA_KILL_NONE
         }
+        if let failure = pushArguments(functionRef: functionRef, arguments, on: thread, info: info) { return failure }
+        let wallClock = timeout ?? state.limits.wallClock
+        var invocation = Invocation(
+            thread: thread, info: info, wallClock: wallClock, deadline: ContinuousClock.now.advanced(by: wallClock),
+            deadlineSeconds: clua_monotonic_now() + wallClock.seconds, keepResultRef: keepResultRef,
+            instructionsLeft: state.limits.instructions, argumentCount: Int32(arguments.count))
+        if let overLimit = memoryCheck() { return RunOutcome(result: .failure(overLimit)) }
+        while true {
+            switch resume(&invocation) {
+            case .finished(let outcome):
+                return outcome
+            case .wait(let operation):
+                let result: Result<[LuaValue], any Error>
+                do {
+                    result = .success(try await operation(invocation.deadline))
+                } catch {
+                    result = .failure(error)
+                }
+                if let outcome = deliver(result, to: &invocation) { return outcome }
+            }
+        }
+    }
 
+    /// Pushes the function and its arguments on the new coroutine; a failure when they do not fit.
+    private func pushArguments(functionRef: Int32, _ arguments: [LuaValue], on thread: OpaquePointer, info: LuaInvocationInfo) -> RunOutcome? {
         guard lua_checkstack(thread, Int32(arguments.count + 1)) != 0 else {
             return RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): too many arguments")))
         }
@@ -194,96 +237,104 @@ public actor LuaWorker {
                 return RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): argument \(position + 1): \(error)")))
             }
         }
-        var argumentCount = Int32(arguments.count)
-        var instructionsLeft = state.limits.instructions
-        let wallClock = timeout ?? state.limits.wallClock
-        let deadline = ContinuousClock.now.advanced(by: wallClock)
-        let deadlineSeconds = clua_monotonic_now() + wallClock.seconds
+        return nil
+    }
 
-        if let overLimit = memoryCheck() { return RunOutcome(result: .failure(overLimit)) }
-        while true {
-            context.pointee.instructions_left = instructionsLeft
-            context.pointee.deadline = deadlineSeconds
-            context.pointee.kill_reason = CLUA_KILL_NONE
-            context.pointee.kill_line = 0
-            context.pointee.host_yield = 0
+    /// Resumes the coroutine once, with the limits of the invocation, and says what came of it.
+    private func resume(_ invocation: inout Invocation) -> Step {
+        let L = state.L
+        let context = state.context
+        let thread = invocation.thread
+        context.pointee.instructions_left = invocation.instructionsLeft
+        context.pointee.deadline = invocation.deadlineSeconds
+        context.pointee.kill_reason = CLUA_KILL_NONE
+        context.pointee.kill_line = 0
+        context.pointee.host_yield = 0
+        state.pendingOperation = nil
+        context.pointee.invocation = thread
+        state.running = (thread, invocation.info)
+        var resultCount: Int32 = 0
+        let argumentCount = invocation.argumentCount
+        let status = state.withEnforcedLimits { lua_resume(thread, nil, argumentCount, &resultCount) }
+        state.running = nil
+        context.pointee.invocation = nil
+        invocation.instructionsLeft = context.pointee.instructions_left
+        let used = state.limits.instructions - invocation.instructionsLeft
+        invocation.used = used
+        let info = invocation.info
+
+        if context.pointee.kill_reason != CLUA_KILL_NONE {
+            // Stopped by the hook: by a yield, by an error raised where it could not yield, or
+            // after a coroutine of the script was stopped and its resumer ran to the end.
             state.pendingOperation = nil
-            context.pointee.invocation = thread
-            state.running = (thread, info)
-            var resultCount: Int32 = 0
-            let status = state.withEnforcedLimits { lua_resume(thread, nil, argumentCount, &resultCount) }
-            state.running = nil
-            context.pointee.invocation = nil
-            instructionsLeft = context.pointee.instructions_left
-            let used = state.limits.instructions - instructionsLeft
-
-            if context.pointee.kill_reason != CLUA_KILL_NONE {
-                // Stopped by the hook: by a yield, by an error raised where it could not yield, or
-                // after a coroutine of the script was stopped and its resumer ran to the end.
-                state.pendingOperation = nil
-                return RunOutcome(result: .failure(limitError(context.pointee.kill_reason, info: info, wallClock: wallClock)), instructions: used)
-            }
-            switch status {
-            case LUA_OK:
-                if keepResultRef {
-                    if resultCount == 0 { lua_pushnil(thread) } else { lua_settop(thread, 1) }
-                    lua_xmove(thread, L, 1)
-                    return RunOutcome(result: .success(clua_ref(L)), instructions: used)
-                }
-                var values: [LuaValue] = []
-                for index in 0..<resultCount {
-                    do {
-                        values.append(try state.value(at: lua_gettop(thread) - resultCount + 1 + index, on: thread, depth: state.limits.jsonDepth))
-                    } catch {
-                        return RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): cannot return this value: \(error.message)")), instructions: used)
-                    }
-                }
-                return RunOutcome(result: .success(0), values: values, instructions: used)
-            case LUA_YIELD:
-                // Only a yield from the trampoline is a host call; a script's own yield of this
-                // coroutine must not pick up an operation left by a host call that failed.
-                let hostYield = context.pointee.host_yield == 1
-                context.pointee.host_yield = 0
-                guard hostYield, let operation = state.pendingOperation else {
-                    return RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): the handler yielded outside a coroutine it created")), instructions: used)
-                }
-                state.pendingOperation = nil
-                lua_settop(thread, 0)
-                do {
-                    let results = try await operation(deadline)
-                    guard ContinuousClock.now < deadline else {
-                        return RunOutcome(result: .failure(limitError(CLUA_KILL_DEADLINE, info: info, wallClock: wallClock)), instructions: used)
-                    }
-                    guard lua_checkstack(thread, Int32(results.count + 2)) != 0 else {
-                        return RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): too many results from a host call")), instructions: used)
-                    }
-                    lua_pushboolean(thread, 1)
-                    do {
-                        for value in results { try state.push(value, on: thread) }
-                        argumentCount = Int32(results.count + 1)
-                    } catch {
-                        lua_settop(thread, 0)
-                        lua_pushboolean(thread, 0)
-                        lua_pushstring(thread, "\(error)")
-                        argumentCount = 2
-                    }
-                } catch {
-                    if ContinuousClock.now >= deadline {
-                        return RunOutcome(result: .failure(limitError(CLUA_KILL_DEADLINE, info: info, wallClock: wallClock)), instructions: used)
-                    }
-                    lua_pushboolean(thread, 0)
-                    state.running = (thread, info)
-                    state.pushMessage((error as? LuaHostError)?.message ?? "\(error)", on: thread)
-                    state.running = nil
-                    argumentCount = 2
-                }
-                if let overLimit = memoryCheck() { return RunOutcome(result: .failure(overLimit), instructions: used) }
-            default:
-                let error = state.popError(status, on: thread)
-                if error.reason == .memory { clua_collectgarbage(L) }
-                return RunOutcome(result: .failure(error), instructions: used)
-            }
+            return .finished(RunOutcome(result: .failure(limitError(context.pointee.kill_reason, info: info, wallClock: invocation.wallClock)), instructions: used))
         }
+        switch status {
+        case LUA_OK:
+            if invocation.keepResultRef {
+                if resultCount == 0 { lua_pushnil(thread) } else { lua_settop(thread, 1) }
+                lua_xmove(thread, L, 1)
+                return .finished(RunOutcome(result: .success(clua_ref(L)), instructions: used))
+            }
+            var values: [LuaValue] = []
+            for index in 0..<resultCount {
+                do {
+                    values.append(try state.value(at: lua_gettop(thread) - resultCount + 1 + index, on: thread, depth: state.limits.jsonDepth))
+                } catch {
+                    return .finished(RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): cannot return this value: \(error.message)")), instructions: used))
+                }
+            }
+            return .finished(RunOutcome(result: .success(0), values: values, instructions: used))
+        case LUA_YIELD:
+            // Only a yield from the trampoline is a host call; a script's own yield of this
+            // coroutine must not pick up an operation left by a host call that failed.
+            let hostYield = context.pointee.host_yield == 1
+            context.pointee.host_yield = 0
+            guard hostYield, let operation = state.pendingOperation else {
+                return .finished(RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): the handler yielded outside a coroutine it created")), instructions: used))
+            }
+            state.pendingOperation = nil
+            lua_settop(thread, 0)
+            return .wait(operation)
+        default:
+            let error = state.popError(status, on: thread)
+            if error.reason == .memory { clua_collectgarbage(L) }
+            return .finished(RunOutcome(result: .failure(error), instructions: used))
+        }
+    }
+
+    /// Pushes a host call's results (or its error) for the next resume; an outcome when the
+    /// invocation ends here instead (deadline passed, results do not fit, memory cap).
+    private func deliver(_ result: Result<[LuaValue], any Error>, to invocation: inout Invocation) -> RunOutcome? {
+        let thread = invocation.thread
+        let info = invocation.info
+        guard ContinuousClock.now < invocation.deadline else {
+            return RunOutcome(result: .failure(limitError(CLUA_KILL_DEADLINE, info: info, wallClock: invocation.wallClock)), instructions: invocation.used)
+        }
+        switch result {
+        case .success(let results):
+            guard lua_checkstack(thread, Int32(results.count + 2)) != 0 else {
+                return RunOutcome(result: .failure(LuaError(.runtime, "\(info.handlerPath): too many results from a host call")), instructions: invocation.used)
+            }
+            lua_pushboolean(thread, 1)
+            do {
+                for value in results { try state.push(value, on: thread) }
+                invocation.argumentCount = Int32(results.count + 1)
+            } catch {
+                lua_settop(thread, 0)
+                lua_pushboolean(thread, 0)
+                lua_pushstring(thread, "\(error)")
+                invocation.argumentCount = 2
+            }
+        case .failure(let error):
+            lua_pushboolean(thread, 0)
+            state.running = (thread, info)
+            state.pushMessage((error as? LuaHostError)?.message ?? "\(error)", on: thread)
+            state.running = nil
+            invocation.argumentCount = 2
+        }
+        if let overLimit = memoryCheck() { return RunOutcome(result: .failure(overLimit), instructions: invocation.used) }
+        return nil
     }
 
     /// Fails the invocation when values the host pushed took the state over its cap.

@@ -45,6 +45,26 @@ struct ConfigurationTests {
         #expect(configuration.limits.logLinesPerSecond == 7)
     }
 
+    @Test func outboundPolicyIsRead() throws {
+        let path = try Self.file("""
+            http:
+              allow: [Hooks.Internal.Example, 10.20.0.0/16, "::1"]
+              max_calls: 5
+              max_response_bytes: 4096
+              max_redirects: 0
+              timeout_ms: 250
+            """)
+        let outbound = try ServerConfiguration.load(file: path, required: true, environment: [:]).outbound
+        #expect(outbound.allowedHosts == ["hooks.internal.example"])
+        #expect(outbound.allowedRanges == [IPRange("10.20.0.0/16")!, IPRange("::1")!])
+        #expect(outbound.maxCallsPerInvocation == 5)
+        #expect(outbound.maxResponseBytes == 4096)
+        #expect(outbound.maxRedirects == 0)
+        #expect(outbound.defaultTimeout == .milliseconds(250))
+        let bad = try Self.file("http:\n  allow: [10.0.0.0/99]\n")
+        #expect(throws: ConfigurationError.self) { try ServerConfiguration.load(file: bad, required: true, environment: [:]) }
+    }
+
     @Test func environmentOverridesTheFile() throws {
         let path = try Self.file("listen: 127.0.0.1:1\nhandlers: a\nlog_level: info\n")
         let configuration = try ServerConfiguration.load(file: path, required: true, environment: [

@@ -48,14 +48,14 @@ struct HookController: Sendable {
         }
         let envelope = try Envelope.open(webhook, source: source)
         let handlers = source.handlers(for: envelope.type)
-        var lowercased: [String: String] = [:]
-        for (name, value) in headers { lowercased[name.lowercased(), default: value] = lowercased[name.lowercased()].map { "\($0), \(value)" } ?? value }
-        var delivery = Delivery(id: envelope.id, source: source.name, type: envelope.type, receivedAt: Date(), headers: lowercased, body: webhook.body, handlers: handlers)
-        delivery.redactions = Array(source.configuration.handlerSecrets.values)
         let metadata: Logger.Metadata = ["source": "\(source.name)", "event.type": "\(envelope.type)", "delivery.id": "\(envelope.id)"]
         if handlers.isEmpty {
             logger.info("webhook accepted, no handler for its type (unhandled)", metadata: metadata)
         } else {
+            // Repeated headers are joined with ", ", as HTTP allows.
+            let lowercased = Dictionary(headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { "\($0), \($1)" })
+            var delivery = Delivery(id: envelope.id, source: source.name, type: envelope.type, receivedAt: Date(), headers: lowercased, body: webhook.body, handlers: handlers)
+            delivery.redactions = source.redactions
             guard dispatcher.submit(delivery) else { throw HTTPFailure(.serviceUnavailable, "shutting down") }
             logger.info("webhook accepted", metadata: metadata.merging(["handlers": "\(handlers.map(\.path).joined(separator: ","))"]) { $1 })
         }

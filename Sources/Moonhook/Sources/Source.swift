@@ -44,6 +44,8 @@ public struct Source: Sendable {
     /// rather than on every request.
     let pointers: [String]
     let pointerTokens: [[String]]
+    /// The handler secrets' values, which handlers' log lines must not show.
+    let redactions: [String]
 
     init(name: String, configuration: SourceConfiguration, verifier: Verifier, handlers: [LoadedHandler]) {
         self.name = name
@@ -52,6 +54,7 @@ public struct Source: Sendable {
         self.handlers = handlers
         pointers = (configuration.type + configuration.id).compactMap(\.pointer)
         pointerTokens = pointers.map(JSONScanner.tokens(of:))
+        redactions = Array(configuration.handlerSecrets.values)
     }
 
     /// The handlers that run for an event of `type`: every handler named after the type or matching

@@ -79,7 +79,8 @@ void clua_record_kill_place(lua_State *L, int level) {
     ctx->kill_line = 0;
     ctx->kill_source[0] = '\0';
     for (; lua_getstack(L, level, &ar); level++) {
-        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+        /* Handler code only: chunks loaded from files are named "@path"; the host's are not. */
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0 && ar.source[0] == '@') {
             memcpy(ctx->kill_source, ar.short_src, sizeof ctx->kill_source);
             ctx->kill_line = ar.currentline;
             return;

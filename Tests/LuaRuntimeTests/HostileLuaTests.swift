@@ -93,7 +93,8 @@ let hostileCases: [HostileCase] = [
     HostileCase("huge string through rep", "return ('x'):rep(1e9)", .fails(.runtime, "string.rep: a result of 1000000000 bytes exceeds the limit")),
     HostileCase("rep with a huge separator", "return string.rep('x', 1e4, ('y'):rep(1e4))", .fails(.runtime, "exceeds the limit")),
     HostileCase("doubling concatenation", "local s = 'x' while true do s = s .. s end", .fails(.memory, "memory limit exceeded")),
-    HostileCase("many strings in a table", "local t = {} for i = 1, 1e8 do t[i] = tostring(i) .. ('y'):rep(10000) end", .fails(.memory, "memory limit exceeded")),
+    // Memory, the deadline or the budget may come first, depending on how fast the machine runs.
+    HostileCase("many strings in a table", "local t = {} for i = 1, 1e8 do t[i] = tostring(i) .. ('y'):rep(10000) end", .limit),
     HostileCase("memory error caught by pcall keeps failing cleanly",
         "local ok, err = pcall(function() local t = {} for i = 1, 1e9 do t[i] = i end end) return ok, err",
         .returns([.boolean(false), .string("not enough memory")])),

@@ -63,10 +63,6 @@ public struct LuaCall {
         return String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self)
     }
 
-    public func optionalString(_ index: Int) throws -> String? {
-        isNil(index) ? nil : try string(index)
-    }
-
     public func integer(_ index: Int) throws -> Int64 {
         guard index <= argumentCount, lua_type(thread, Int32(index)) == LUA_TNUMBER else { throw bad(index, "number") }
         var isInteger: Int32 = 0
@@ -78,10 +74,6 @@ public struct LuaCall {
     public func number(_ index: Int) throws -> Double {
         guard index <= argumentCount, lua_type(thread, Int32(index)) == LUA_TNUMBER else { throw bad(index, "number") }
         return clua_tonumber(thread, Int32(index))
-    }
-
-    public func boolean(_ index: Int) -> Bool {
-        index <= argumentCount && lua_toboolean(thread, Int32(index)) != 0
     }
 
     /// Argument `index` as a `LuaValue` (tables converted raw, depth-capped).

@@ -16,38 +16,6 @@ public indirect enum JSONValue: Sendable {
         var parser = JSONParser(bytes: bytes)
         return try parser.parseDocument()
     }
-
-    /// The value at an RFC 6901 JSON pointer such as `/data/eventType` (`""` is the whole document).
-    public func value(at pointer: String) -> JSONValue? {
-        guard !pointer.isEmpty else { return self }
-        guard pointer.hasPrefix("/") else { return nil }
-        var current = self
-        for token in pointer.dropFirst().split(separator: "/", omittingEmptySubsequences: false) {
-            let key = token.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
-            switch current {
-            case .object(let fields):
-                guard let next = fields.last(where: { $0.key == key })?.value else { return nil }
-                current = next
-            case .array(let elements):
-                guard let index = Int(key), elements.indices.contains(index) else { return nil }
-                current = elements[index]
-            default:
-                return nil
-            }
-        }
-        return current
-    }
-
-    /// A scalar as text: strings as they are, numbers and booleans as written. Nil for the rest.
-    public var scalarText: String? {
-        switch self {
-        case .string(let text): text
-        case .integer(let digits): digits
-        case .float(let number): CanonicalJSON.pythonRepr(number)
-        case .boolean(let flag): flag ? "true" : "false"
-        default: nil
-        }
-    }
 }
 
 struct JSONParser {

@@ -18,13 +18,19 @@ public struct LuaHandlerOptions: Sendable, Hashable {
     public var on: [String] = []
     /// Wall-clock limit for one invocation, overriding the state's default.
     public var timeout: Duration?
-    /// How many times a failed invocation is retried (used by the dispatcher).
+    /// How many times a failed invocation is retried, overriding the source's retry policy.
     public var retries: Int?
+    /// Delay before the first retry (later ones grow from it), overriding the source's.
+    public var retryDelay: Duration?
+    /// Invocations of this handler running at once, at most.
+    public var concurrency: Int?
 
-    public init(on: [String] = [], timeout: Duration? = nil, retries: Int? = nil) {
+    public init(on: [String] = [], timeout: Duration? = nil, retries: Int? = nil, retryDelay: Duration? = nil, concurrency: Int? = nil) {
         self.on = on
         self.timeout = timeout
         self.retries = retries
+        self.retryDelay = retryDelay
+        self.concurrency = concurrency
     }
 }
 

@@ -99,7 +99,8 @@ public actor LuaWorker {
         return LuaHandler(id: nextHandlerID, path: path, options: options)
     }
 
-    /// Reads `on`, `timeout` and `retries` from the table on top of the stack, raw. Stack effect: 0.
+    /// Reads `on`, `timeout`, `retries`, `retry_delay` and `concurrency` from the table on top of
+    /// the stack, raw. Stack effect: 0.
     private func readOptions(path: String) throws(LuaError) -> LuaHandlerOptions {
         func field(_ name: String) throws(LuaError) -> LuaValue {
             let L = state.L
@@ -133,6 +134,17 @@ public actor LuaWorker {
         case .nil: break
         case .integer(let count) where count >= 0: options.retries = Int(count)
         default: throw LuaError(.invalidHandler, "\(path): 'retries' must be a whole number of at least 0")
+        }
+        switch try field("retry_delay") {
+        case .nil: break
+        case .integer(let seconds) where seconds > 0: options.retryDelay = .seconds(seconds)
+        case .number(let seconds) where seconds > 0 && seconds.isFinite: options.retryDelay = .milliseconds(Int64(seconds * 1000))
+        default: throw LuaError(.invalidHandler, "\(path): 'retry_delay' must be a positive number of seconds")
+        }
+        switch try field("concurrency") {
+        case .nil: break
+        case .integer(let count) where count > 0: options.concurrency = Int(count)
+        default: throw LuaError(.invalidHandler, "\(path): 'concurrency' must be a whole number of at least 1")
         }
         return options
     }

@@ -1,50 +1,91 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import SQLiteNIO
 
 /// The embedded store: one SQLite file in WAL mode, created (with its folder) on first start.
 ///
 /// Several processes may share the file: SQLite locks it, and every operation is a single
 /// statement, so `increment`, `add` and `compareAndSwap` stay atomic across them.
+///
+/// Two connections: one for key-value operations and reads, one that writes the inbox through
+/// `GroupCommit`, so that no other statement can land inside an inbox transaction. Each has a
+/// thread of its own: a statement waiting for SQLite's lock sleeps on its thread, and on a shared
+/// pool such waits could take every thread, the one the lock holder needs to commit included.
 public final class SQLiteStore: Sendable {
     let connection: SQLiteConnection
+    let writer: GroupCommit
+    private let writerConnection: SQLiteConnection
+    private let threads: [NIOThreadPool]
     public let path: String
 
-    private init(connection: SQLiteConnection, path: String) {
+    private init(connection: SQLiteConnection, writerConnection: SQLiteConnection, threads: [NIOThreadPool], path: String) {
         self.connection = connection
+        self.writerConnection = writerConnection
+        self.writer = GroupCommit(connection: writerConnection)
+        self.threads = threads
         self.path = path
     }
 
-    /// Opens (or creates) the database at `path` and brings its schema up to date.
-    public static func open(path: String, logger: Logger) async throws -> SQLiteStore {
+    private static func connect(_ path: String, _ thread: NIOThreadPool, _ logger: Logger) async throws -> SQLiteConnection {
+        try await SQLiteConnection.open(storage: .file(path: path), threadPool: thread, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
+    }
+
+    /// Opens (or creates) the database at `path` and brings its schema up to date. With `durable`
+    /// false, inbox writes do not wait for the disk (a power cut can lose accepted deliveries);
+    /// that exists to measure what durability costs.
+    public static func open(path: String, logger: Logger, durable: Bool = true) async throws -> SQLiteStore {
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         } catch {
             throw StoreError(.configuration, "cannot create the folder \(folder.path) for the store")
         }
+        let threads = [NIOThreadPool(numberOfThreads: 1), NIOThreadPool(numberOfThreads: 1)]
+        for thread in threads { thread.start() }
+        func stopThreads() async { for thread in threads { try? await thread.shutdownGracefully() } }
         let connection: SQLiteConnection
+        let writerConnection: SQLiteConnection
         do {
-            connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+            connection = try await connect(path, threads[0], logger)
         } catch {
+            await stopThreads()
             throw StoreError(.configuration, "cannot open the SQLite store at \(path): \(error)")
         }
-        let store = SQLiteStore(connection: connection, path: path)
         do {
             _ = try await connection.query("PRAGMA busy_timeout=10000")
             _ = try await connection.query("PRAGMA journal_mode=WAL")
             _ = try await connection.query("PRAGMA synchronous=FULL")
             try await SQLiteMigrations.apply(to: connection)
+            writerConnection = try await connect(path, threads[1], logger)
         } catch {
             try? await connection.close()
+            await stopThreads()
             throw StoreError(.database, "cannot prepare the SQLite store at \(path): \(error)")
         }
-        return store
+        do {
+            _ = try await writerConnection.query("PRAGMA busy_timeout=10000")
+            _ = try await writerConnection.query(durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF")
+        } catch {
+            try? await connection.close()
+            try? await writerConnection.close()
+            await stopThreads()
+            throw StoreError(.database, "cannot prepare the SQLite store at \(path): \(error)")
+        }
+        return SQLiteStore(connection: connection, writerConnection: writerConnection, threads: threads, path: path)
     }
 
     public func close() async {
         try? await connection.close()
+        try? await writerConnection.close()
+        for thread in threads { try? await thread.shutdownGracefully() }
+    }
+
+    /// How inbox writes were batched so far: transactions, writes, the largest batch.
+    public var groupCommitStatistics: (transactions: Int, writes: Int, largestBatch: Int) {
+        let statistics = writer.statistics
+        return (statistics.transactions, statistics.jobs, statistics.largestBatch)
     }
 
     /// The schema version the file is at.
@@ -77,6 +118,50 @@ enum SQLiteMigrations {
             PRIMARY KEY (namespace, key)
         ) WITHOUT ROWID;
         CREATE INDEX kv_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL;
+        """,
+        // 2: the inbox. Times are Unix milliseconds. `dedup` is 1 while a delivery counts for
+        // deduplication: a `respond: sync` delivery answered non-2xx, or one older than the
+        // retention window, gives its (source, id) back.
+        """
+        CREATE TABLE deliveries (
+            seq INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            received_at INTEGER NOT NULL,
+            headers TEXT NOT NULL,
+            body BLOB NOT NULL,
+            dedup INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE UNIQUE INDEX deliveries_dedup ON deliveries (source, id) WHERE dedup = 1;
+        CREATE INDEX deliveries_received ON deliveries (received_at);
+        CREATE TABLE tasks (
+            delivery INTEGER NOT NULL,
+            handler TEXT NOT NULL,
+            source TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            due_at INTEGER NOT NULL,
+            lease_until INTEGER,
+            last_error TEXT,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (delivery, handler)
+        );
+        CREATE INDEX tasks_due ON tasks (due_at) WHERE status IN ('pending', 'retry');
+        CREATE INDEX tasks_lease ON tasks (lease_until) WHERE status = 'running';
+        CREATE INDEX tasks_status ON tasks (status, delivery);
+        CREATE TABLE attempts (
+            delivery INTEGER NOT NULL,
+            handler TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            started_at INTEGER NOT NULL,
+            finished_at INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            error TEXT,
+            logs TEXT NOT NULL,
+            PRIMARY KEY (delivery, handler, attempt)
+        ) WITHOUT ROWID;
         """,
     ]
 

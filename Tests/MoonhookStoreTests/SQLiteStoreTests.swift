@@ -95,11 +95,11 @@ struct KeyValueStoreTests {
         defer { temporary.remove() }
         let first = try await temporary.open()
         try await first.set("s", "kept", bytes("{\"a\":[1,2]}"), ttl: nil)
-        #expect(try await first.schemaVersion() == 1)
+        #expect(try await first.schemaVersion() == 2)
         await first.close()
         let second = try await temporary.open()
         #expect(try await second.get("s", "kept") == bytes("{\"a\":[1,2]}"))
-        #expect(try await second.schemaVersion() == 1)
+        #expect(try await second.schemaVersion() == 2)
         await second.close()
     }
 

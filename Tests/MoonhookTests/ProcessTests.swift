@@ -127,7 +127,7 @@ struct ProcessTests {
                             var request = HTTPClientRequest(url: "http://\(address)/hooks/counter")
                             request.method = .POST
                             request.headers.add(name: "Content-Type", value: "application/json")
-                            request.body = .bytes(ByteBuffer(string: #"{"type":"hit"}"#))
+                            request.body = .bytes(ByteBuffer(string: #"{"type":"hit","n":"\#(UUID().uuidString)"}"#))
                             if try await HTTPClient.shared.execute(request, timeout: .seconds(10)).status.code == 202 { accepted += 1 }
                         }
                         return accepted

@@ -25,6 +25,23 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var logLevel = "info"
     /// What handlers may reach with `http`.
     public var outbound = OutboundPolicy()
+    /// How accepted deliveries are kept and dispatched.
+    public var deliveries = DeliverySettings()
+
+    /// The `deliveries:` section of `moonhook.yaml`.
+    public struct DeliverySettings: Sendable, Equatable {
+        /// Deduplication window; finished deliveries are deleted once older than this.
+        public var retention: Duration = .seconds(7 * 86400)
+        /// How long a claimed (delivery, handler) pair stays with the process that claimed it
+        /// without being renewed; after a crash, its pairs run again once their leases run out.
+        public var lease: Duration = .seconds(30)
+        /// How often the inbox is checked for due retries (new deliveries wake the dispatcher at once).
+        public var pollInterval: Duration = .seconds(1)
+        /// Whether the inbox is on disk before the 2xx (fsync). Off only to measure what it costs.
+        public var durable = true
+
+        public init() {}
+    }
 
     public init() {}
 
@@ -53,6 +70,14 @@ public struct ServerConfiguration: Sendable, Equatable {
         var log_level: String?
         var limits: Limits?
         var http: HTTP?
+        var deliveries: Deliveries?
+
+        struct Deliveries: Decodable {
+            var retention: String?
+            var lease: String?
+            var poll_interval: String?
+            var durable: Bool?
+        }
 
         struct HTTP: Decodable {
             var allow: [String]?
@@ -114,6 +139,18 @@ public struct ServerConfiguration: Sendable, Equatable {
                 outbound.maxRedirects = redirects
             }
             if let milliseconds = http.timeout_ms { outbound.defaultTimeout = .milliseconds(try positive(milliseconds, "http.timeout_ms", origin)) }
+        }
+        if let section = file.deliveries {
+            func duration(_ text: String?, _ name: String) throws(ConfigurationError) -> Duration? {
+                guard let text else { return nil }
+                let value = try DurationText.parse(text, field: "deliveries.\(name)", path: origin)
+                guard value > .zero else { throw ConfigurationError(path: origin, "deliveries.\(name) must be more than 0") }
+                return value
+            }
+            if let value = try duration(section.retention, "retention") { deliveries.retention = value }
+            if let value = try duration(section.lease, "lease") { deliveries.lease = value }
+            if let value = try duration(section.poll_interval, "poll_interval") { deliveries.pollInterval = value }
+            if let durable = section.durable { deliveries.durable = durable }
         }
         if let limits = file.limits {
             if let megabytes = limits.memory_mb { self.limits.memoryBytes = try positive(megabytes, "limits.memory_mb", origin) << 20 }

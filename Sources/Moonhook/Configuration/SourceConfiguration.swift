@@ -17,6 +17,12 @@ public struct SourceConfiguration: Sendable {
     /// Secrets the handlers read as `secrets.NAME`: each name in `handler_secrets` with the value of
     /// the environment variable of that name.
     public var handlerSecrets: [String: String] = [:]
+    /// `respond: sync`: the handler runs before the answer, and its return value is the answer.
+    public var respondsSynchronously = false
+    /// Invocations of this source's handlers running at once, at most (nil: only the server's limit).
+    public var concurrency: Int?
+    /// When failed handlers run again; a handler's `retries` and `retry_delay` override it.
+    public var retry = RetryPolicy()
 
     /// One place a value can come from.
     public enum FieldSource: Sendable, Equatable, CustomStringConvertible {
@@ -70,6 +76,15 @@ public struct SourceConfiguration: Sendable {
         var token: String?
         var signed: String?
         var handler_secrets: [String]?
+        var respond: String?
+        var concurrency: Int?
+        var retry: Retry?
+
+        struct Retry: Decodable {
+            var retries: Int?
+            var delay: String?
+            var max_delay: String?
+        }
     }
 
     /// Reads `source.yaml` at `path`. Without `handlerSecrets`, the `handler_secrets` are not looked
@@ -146,6 +161,23 @@ public struct SourceConfiguration: Sendable {
             throw ConfigurationError(path: path, error.message)
         }
         self.verifier = verifier
+        switch file.respond {
+        case nil, "async": respondsSynchronously = false
+        case "sync": respondsSynchronously = true
+        case let other?: throw ConfigurationError(path: path, "'respond' must be async or sync, got '\(other)'")
+        }
+        if let count = file.concurrency {
+            guard count > 0 else { throw ConfigurationError(path: path, "'concurrency' must be a whole number of at least 1") }
+            concurrency = count
+        }
+        if let retry = file.retry {
+            if let retries = retry.retries {
+                guard retries >= 0 else { throw ConfigurationError(path: path, "'retry.retries' must be 0 or more") }
+                self.retry.retries = retries
+            }
+            if let delay = retry.delay { self.retry.delay = try DurationText.parse(delay, field: "retry.delay", path: path) }
+            if let delay = retry.max_delay { self.retry.maxDelay = try DurationText.parse(delay, field: "retry.max_delay", path: path) }
+        }
         type = try file.type.map { (text) throws(ConfigurationError) in [try FieldSource(text, field: "type", path: path)] } ?? Self.defaultType(scheme)
         id = try file.id.map { (text) throws(ConfigurationError) in [try FieldSource(text, field: "id", path: path)] } ?? Self.defaultID(scheme)
     }

@@ -2,13 +2,13 @@ import Logging
 import MoonhookStore
 
 /// Where the server keeps its state, parsed from the `store` setting.
-enum StoreLocation {
+public enum StoreLocation {
     /// `sqlite:PATH`: the embedded default.
     case sqlite(path: String)
     /// `postgres://…`: shared by several servers.
     case postgres(url: String)
 
-    init(_ text: String) throws(ConfigurationError) {
+    public init(_ text: String) throws(ConfigurationError) {
         if text.hasPrefix("sqlite:") {
             let path = String(text.dropFirst("sqlite:".count))
             guard !path.isEmpty else { throw ConfigurationError(path: "store", "sqlite: needs a file path, e.g. sqlite:data/moonhook.sqlite") }
@@ -20,10 +20,10 @@ enum StoreLocation {
         }
     }
 
-    func open(logger: Logger) async throws -> SQLiteStore {
+    public func open(logger: Logger, durable: Bool = true) async throws -> SQLiteStore {
         switch self {
         case .sqlite(let path):
-            return try await SQLiteStore.open(path: path, logger: logger)
+            return try await SQLiteStore.open(path: path, logger: logger, durable: durable)
         case .postgres:
             throw ConfigurationError(path: "store", "PostgreSQL storage is not available yet; use sqlite:PATH")
         }

@@ -1,17 +1,111 @@
 import Foundation
 import Hummingbird
+import MoonhookStore
 import WebhookVerification
 
 /// `/admin`, behind `Authorization: Bearer <admin_token>`. Off (404) when no token is configured.
+///
+/// - `GET /admin/handlers`: every source folder and its handlers.
+/// - `GET /admin/deliveries?status=dead&source=S&since=2h&limit=100`: deliveries, newest first.
+/// - `GET /admin/deliveries/{seq}`: one delivery with its body, headers and every attempt.
+/// - `POST /admin/deliveries/{seq}/replay`: runs its handlers again, on their current version.
+/// - `POST /admin/deliveries/replay?status=dead&source=S&since=T`: replays every dead pair.
+/// - `POST /admin/deliveries/purge?older_than=30d`: deletes deliveries, whatever their state.
+/// - `GET /admin/stats`: the dispatcher's counters and the inbox's group-commit batches.
 struct AdminController: Sendable {
     let token: String?
     let sources: SourceDirectory
+    let inbox: SQLiteStore
+    let dispatcher: HandlerDispatcher
 
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.get("/admin/handlers") { request, _ in
             try authorize(request)
             return handlers()
         }
+        router.get("/admin/deliveries") { request, _ in
+            try authorize(request)
+            let filter = try filter(request, defaultStatus: nil)
+            let list = try await store { try await inbox.list(filter) }
+            return json(["deliveries": list.map(DeliveryReport.summary)])
+        }
+        router.get("/admin/deliveries/:seq") { request, context in
+            try authorize(request)
+            let seq = try seq(context)
+            guard let detail = try await store({ try await inbox.show(seq) }) else { throw HTTPFailure(.notFound, "no delivery \(seq)") }
+            return json(DeliveryReport.detail(detail))
+        }
+        router.post("/admin/deliveries/:seq/replay") { request, context in
+            try authorize(request)
+            let seq = try seq(context)
+            let count = try await store { try await inbox.replay(.delivery(seq)) }
+            guard count > 0 else { throw HTTPFailure(.notFound, "no delivery \(seq)") }
+            dispatcher.wake()
+            return json(["replayed": count])
+        }
+        router.post("/admin/deliveries/replay") { request, _ in
+            try authorize(request)
+            let filter = try filter(request, defaultStatus: .dead)
+            guard filter.status == .dead else { throw HTTPFailure(.badRequest, "replay by filter takes status=dead only") }
+            let count = try await store { try await inbox.replay(.dead(filter)) }
+            dispatcher.wake()
+            return json(["replayed": count])
+        }
+        router.post("/admin/deliveries/purge") { request, _ in
+            try authorize(request)
+            guard let text = request.uri.queryParameters.get("older_than"), let cutoff = DeliveryReport.time(text) else {
+                throw HTTPFailure(.badRequest, "purge needs older_than=DURATION (such as 30d) or an ISO 8601 time")
+            }
+            let count = try await store { try await inbox.purge(before: cutoff, onlyFinished: false) }
+            return json(["purged": count])
+        }
+        router.get("/admin/stats") { request, _ in
+            try authorize(request)
+            let counters = dispatcher.counters
+            let batches = inbox.groupCommitStatistics
+            return json([
+                "dispatcher": ["succeeded": counters.succeeded, "failed": counters.failed, "dead_lettered": counters.deadLettered, "in_flight": counters.inFlight],
+                "group_commit": ["transactions": batches.transactions, "writes": batches.writes, "largest_batch": batches.largestBatch],
+            ])
+        }
+    }
+
+    private func filter(_ request: Request, defaultStatus: TaskStatus?) throws -> DeliveryFilter {
+        let query = request.uri.queryParameters
+        var filter = DeliveryFilter(status: defaultStatus, source: query.get("source"))
+        if let text = query.get("status") {
+            guard let status = DeliveryReport.status(text) else {
+                throw HTTPFailure(.badRequest, "status must be one of \(TaskStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            filter.status = status
+        }
+        if let text = query.get("since") {
+            guard let since = DeliveryReport.time(text) else { throw HTTPFailure(.badRequest, "since must be a duration (2h) or an ISO 8601 time") }
+            filter.since = since
+        }
+        if let text = query.get("limit") {
+            guard let limit = Int(text), limit > 0 else { throw HTTPFailure(.badRequest, "limit must be a positive whole number") }
+            filter.limit = min(limit, 10_000)
+        }
+        return filter
+    }
+
+    private func seq(_ context: BasicRequestContext) throws -> Int64 {
+        guard let text = context.parameters.get("seq"), let seq = Int64(text) else { throw HTTPFailure(.badRequest, "delivery number must be a whole number") }
+        return seq
+    }
+
+    /// Runs a store call; a database failure is a 503 with its reason.
+    private func store<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            throw HTTPFailure(.serviceUnavailable, "store: \(error)")
+        }
+    }
+
+    private func json(_ object: Any) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: DeliveryReport.text(object) + "\n")))
     }
 
     private func authorize(_ request: Request) throws {

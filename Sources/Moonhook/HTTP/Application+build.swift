@@ -21,7 +21,7 @@ public func buildApplication(
     watchTiming: HandlerWatcher.Timing = HandlerWatcher.Timing(),
     onServerRunning: (@Sendable (Int) async -> Void)? = nil
 ) async throws -> some ApplicationProtocol {
-    let store = try await StoreLocation(configuration.store).open(logger: logger)
+    let store = try await StoreLocation(configuration.store).open(logger: logger, durable: configuration.deliveries.durable)
     let client = HandlerRuntime.makeHTTPClient()
     let services = HostServices(logger: logger, limits: configuration.limits, store: store, httpClient: client, outbound: configuration.outbound)
     let pool: WorkerPool
@@ -49,29 +49,35 @@ public func buildApplication(
     }
     directory.start(with: catalog)
     let sources = directory
-    let dispatcher = HandlerDispatcher(pool: pool, maxConcurrent: configuration.maxConcurrentInvocations, logger: logger)
+    let dispatcher = HandlerDispatcher(
+        inbox: store, sources: sources, pool: pool, settings: configuration.deliveries, maxConcurrent: configuration.maxConcurrentInvocations,
+        logger: logger)
 
     let router = Router()
     router.get("/healthz") { _, _ in "ok\n" }
-    HookController(sources: sources, dispatcher: dispatcher, maxBodyBytes: configuration.maxBodyBytes, logger: logger).addRoutes(to: router)
-    AdminController(token: configuration.adminToken, sources: sources).addRoutes(to: router)
+    HookController(
+        sources: sources, inbox: store, dispatcher: dispatcher, settings: configuration.deliveries, maxBodyBytes: configuration.maxBodyBytes,
+        logger: logger
+    ).addRoutes(to: router)
+    AdminController(token: configuration.adminToken, sources: sources, inbox: store, dispatcher: dispatcher).addRoutes(to: router)
 
     return Application(
         router: router,
         configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "moonhook"),
-        services: [RuntimeService(pool: pool, store: store, client: client, logger: logger), dispatcher, watcher],
+        services: [RuntimeService(pool: pool, store: store, client: client, retention: configuration.deliveries.retention, logger: logger), dispatcher, watcher],
         onServerRunning: { channel in await onServerRunning?(channel.localAddress?.port ?? 0) },
         logger: logger
     )
 }
 
-/// Owns the Lua workers and the store for the life of the server: purges expired keys once a minute,
-/// and shuts both down after every service after it in the group (the dispatcher, the server) has
+/// Owns the Lua workers and the store for the life of the server: once a minute purges expired keys
+/// and deletes finished deliveries older than the retention window; shuts both down after every service after it in the group (the dispatcher, the server) has
 /// stopped.
 struct RuntimeService: Service {
     let pool: WorkerPool
     let store: SQLiteStore
     let client: HTTPClient
+    let retention: Duration
     let logger: Logger
 
     func run() async throws {
@@ -84,6 +90,13 @@ struct RuntimeService: Service {
                     if purged > 0 { logger.debug("expired keys purged", metadata: ["count": "\(purged)"]) }
                 } catch {
                     logger.error("purging expired keys failed", metadata: ["error": "\(error)"])
+                }
+                do {
+                    let cutoff = Date().addingTimeInterval(-Double(retention.totalMilliseconds) / 1000)
+                    let pruned = try await store.purge(before: cutoff, onlyFinished: true)
+                    if pruned > 0 { logger.info("finished deliveries past retention deleted", metadata: ["count": "\(pruned)"]) }
+                } catch {
+                    logger.error("deleting old deliveries failed", metadata: ["error": "\(error)"])
                 }
             }
         }

@@ -1,18 +1,28 @@
 import Foundation
 import Hummingbird
 import Logging
+import LuaRuntime
+import MoonhookStore
 import WebhookVerification
 
-/// `POST /hooks/{source}`: find the source, verify on the raw body, decode, hand over, answer 202.
+/// `POST /hooks/{source}`: find the source, verify on the raw body, decode, store durably in the
+/// inbox, answer 202 (200 for a duplicate). For a `respond: sync` source, the handlers run before
+/// the answer and the first one's return value is the answer; such a source also takes
+/// `GET /hooks/{source}` (a subscription handshake) as an event of type `get`.
 struct HookController: Sendable {
     let sources: SourceDirectory
+    let inbox: any DeliveryInbox
     let dispatcher: HandlerDispatcher
+    let settings: ServerConfiguration.DeliverySettings
     let maxBodyBytes: Int
     let logger: Logger
 
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.post("/hooks/:source") { request, context in
             try await receive(request, context: context)
+        }
+        router.get("/hooks/:source") { request, context in
+            try await receiveQuery(request, context: context)
         }
     }
 
@@ -48,20 +58,102 @@ struct HookController: Sendable {
         }
         let envelope = try Envelope.open(webhook, source: source)
         let handlers = source.handlers(for: envelope.type)
-        let metadata: Logger.Metadata = ["source": "\(source.name)", "event.type": "\(envelope.type)", "delivery.id": "\(envelope.id)"]
-        if handlers.isEmpty {
-            logger.info("webhook accepted, no handler for its type (unhandled)", metadata: metadata)
-        } else {
-            // Repeated headers are joined with ", ", as HTTP allows.
-            let lowercased = Dictionary(headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { "\($0), \($1)" })
-            var delivery = Delivery(id: envelope.id, source: source.name, type: envelope.type, receivedAt: Date(), headers: lowercased, body: webhook.body, handlers: handlers)
-            delivery.redactions = source.redactions
-            guard dispatcher.submit(delivery) else { throw HTTPFailure(.serviceUnavailable, "shutting down") }
-            logger.info("webhook accepted", metadata: metadata.merging(["handlers": "\(handlers.map(\.path).joined(separator: ","))"]) { $1 })
+        // Repeated headers are joined with ", ", as HTTP allows.
+        let lowercased = Dictionary(headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { "\($0), \($1)" })
+        let delivery = InboxDelivery(
+            source: source.name, id: envelope.id, type: envelope.type, receivedAt: Date(), headers: lowercased, body: webhook.body,
+            handlers: handlers.map(\.path))
+        return try await deliver(delivery, source: source)
+    }
+
+    /// `GET /hooks/{source}` for a `respond: sync` source: the query parameters become the body of
+    /// an event of type `get`. Nothing is signed in such a request; the handler checks the token
+    /// the sender echoes (such as `hub.verify_token`) against a secret.
+    func receiveQuery(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let name = context.parameters.get("source") ?? ""
+        do {
+            guard let source = sources.source(named: name) else { throw HTTPFailure(.notFound, "unknown source '\(name)'") }
+            guard source.configuration.respondsSynchronously else {
+                throw HTTPFailure(.methodNotAllowed, "source '\(name)' takes GET only with respond: sync in its source.yaml")
+            }
+            var query: [String: LuaValue] = [:]
+            for (key, value) in request.uri.queryParameters { query[String(key)] = .string(String(value)) }
+            let body = try HandlerResponse.json(.table(array: [], fields: query))
+            let lowercased = Dictionary(request.headers.map { ($0.name.rawName.lowercased(), $0.value) }, uniquingKeysWith: { "\($0), \($1)" })
+            let delivery = InboxDelivery(
+                source: source.name, id: UUID().uuidString.lowercased(), type: "get", receivedAt: Date(), headers: lowercased, body: body,
+                handlers: source.handlers(for: "get").map(\.path))
+            return try await deliver(delivery, source: source)
+        } catch let failure as HTTPFailure {
+            logger.warning("webhook refused", metadata: ["source": "\(name)", "status": "\(failure.status.code)", "reason": "\(failure.message)"])
+            throw failure
         }
-        var body = ByteBuffer()
-        body.writeString(#"{"status":"accepted","id":"# + jsonString(envelope.id) + #","type":"# + jsonString(envelope.type) + #","handlers":\#(handlers.count)}"#)
-        return Response(status: .accepted, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: body))
+    }
+
+    /// Stores a verified delivery, then answers: at once (202), or, for a `respond: sync` source,
+    /// with what its handlers return.
+    private func deliver(_ delivery: InboxDelivery, source: Source) async throws -> Response {
+        let metadata: Logger.Metadata = ["source": "\(delivery.source)", "event.type": "\(delivery.type)", "delivery.id": "\(delivery.id)"]
+        let synchronous = source.configuration.respondsSynchronously && !delivery.handlers.isEmpty
+        let result: AppendResult
+        do {
+            result = try await inbox.append(delivery, retention: settings.retention, claimed: synchronous, lease: settings.lease)
+        } catch {
+            logger.error("webhook not stored", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+            throw HTTPFailure(.serviceUnavailable, "cannot store the delivery: \(error)")
+        }
+        let seq: Int64
+        switch result {
+        case .duplicate(let first, let receivedAt):
+            logger.info("duplicate delivery, not run again", metadata: metadata.merging(["first.seq": "\(first)"]) { $1 })
+            return json(.ok, #"{"status":"duplicate","id":"# + jsonString(delivery.id) + #","first_received_at":"# + jsonString(TimeAPI.iso8601(receivedAt)) + "}")
+        case .accepted(let stored):
+            seq = stored
+        }
+        if delivery.handlers.isEmpty {
+            logger.info("webhook accepted, no handler for its type (unhandled)", metadata: metadata)
+        } else if synchronous {
+            return try await respond(delivery, seq: seq, metadata: metadata)
+        } else {
+            dispatcher.wake()
+            logger.info("webhook accepted", metadata: metadata.merging(["handlers": "\(delivery.handlers.joined(separator: ","))"]) { $1 })
+        }
+        return json(
+            .accepted,
+            #"{"status":"accepted","id":"# + jsonString(delivery.id) + #","type":"# + jsonString(delivery.type) + #","handlers":\#(delivery.handlers.count)}"#)
+    }
+
+    /// Runs a `respond: sync` delivery's handlers (stored as already claimed) and answers with the
+    /// first one's return value. A failure answers 500 and gives the delivery id back, so that the
+    /// sender's retry is run rather than taken for a duplicate.
+    private func respond(_ delivery: InboxDelivery, seq: Int64, metadata: Logger.Metadata) async throws -> Response {
+        var stored = delivery
+        stored.seq = seq
+        var answer: LuaValue?
+        var failure: String?
+        for handler in delivery.handlers {
+            let outcome = await dispatcher.runClaimed(InboxTask(delivery: stored, handler: handler, attempt: 1, failures: 0))
+            switch outcome.result {
+            case .success(let values):
+                if answer == nil { answer = values.first ?? .nil }
+            case .failure(let error):
+                failure = failure ?? error.message
+            }
+        }
+        if let failure {
+            do {
+                try await inbox.forget(seq)
+            } catch {
+                logger.error("could not release the delivery id of a failed synchronous delivery", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+            }
+            throw HTTPFailure(.internalServerError, "handler failed: \(failure)")
+        }
+        logger.info("webhook answered by its handler", metadata: metadata)
+        return try HandlerResponse.make(from: answer)
+    }
+
+    private func json(_ status: HTTPResponse.Status, _ text: String) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
 
     private func jsonString(_ text: String) -> String {

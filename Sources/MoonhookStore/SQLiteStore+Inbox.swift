@@ -1,0 +1,330 @@
+import Foundation
+import SQLiteNIO
+
+extension SQLiteStore: DeliveryInbox {
+    static func milliseconds(_ date: Date) -> Int { Int((date.timeIntervalSince1970 * 1000).rounded()) }
+    static func date(_ milliseconds: Int) -> Date { Date(timeIntervalSince1970: Double(milliseconds) / 1000) }
+
+    public func append(_ delivery: InboxDelivery, retention: Duration, claimed: Bool, lease: Duration) async throws -> AppendResult {
+        let headers = String(decoding: try JSONEncoder.sorted.encode(delivery.headers), as: UTF8.self)
+        return try await writer.perform { connection in
+            let now = Int(Self.now())
+            let insert = """
+                INSERT INTO deliveries (source, id, type, received_at, headers, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                ON CONFLICT (source, id) WHERE dedup = 1 DO NOTHING RETURNING seq
+                """
+            let binds: [SQLiteData] = [
+                .text(delivery.source), .text(delivery.id), .text(delivery.type), .integer(Self.milliseconds(delivery.receivedAt)),
+                .text(headers), .blob(ByteBuffer(bytes: delivery.body)),
+            ]
+            var rows = try await connection.query(insert, binds)
+            if rows.isEmpty {
+                let existing = try await connection.query(
+                    "SELECT seq, received_at FROM deliveries WHERE source = ?1 AND id = ?2 AND dedup = 1",
+                    [.text(delivery.source), .text(delivery.id)])
+                guard let row = existing.first, let seq = row.column("seq")?.integer, let received = row.column("received_at")?.integer else {
+                    throw StoreError(.database, "a delivery was neither stored nor found")
+                }
+                if received >= now - Int(retention.totalMilliseconds) {
+                    return .duplicate(seq: Int64(seq), receivedAt: Self.date(received))
+                }
+                // Accepted longer ago than the retention window: this one counts as new.
+                _ = try await connection.query("UPDATE deliveries SET dedup = 0 WHERE seq = ?1", [.integer(seq)])
+                rows = try await connection.query(insert, binds)
+            }
+            guard let seq = rows.first?.column("seq")?.integer else { throw StoreError(.database, "a delivery was not stored") }
+            if !delivery.handlers.isEmpty {
+                var sql = "INSERT INTO tasks (delivery, handler, source, status, attempts, due_at, lease_until, updated_at) VALUES "
+                var binds: [SQLiteData] = [.integer(seq), .text(delivery.source), .text(claimed ? "running" : "pending"), .integer(claimed ? 1 : 0), .integer(now)]
+                binds.append(claimed ? .integer(now + Int(lease.totalMilliseconds)) : .null)
+                for (index, handler) in delivery.handlers.enumerated() {
+                    sql += (index == 0 ? "" : ", ") + "(?1, ?\(binds.count + 1), ?2, ?3, ?4, ?5, ?6, ?5)"
+                    binds.append(.text(handler))
+                }
+                _ = try await connection.query(sql + " ON CONFLICT DO NOTHING", binds)
+            }
+            return .accepted(seq: Int64(seq))
+        }
+    }
+
+    public func renew(_ pairs: [(delivery: Int64, handler: String, attempt: Int)], lease: Duration) async throws {
+        for chunk in stride(from: 0, to: pairs.count, by: 300).map({ pairs[$0..<min($0 + 300, pairs.count)] }) {
+            try await writer.perform { connection in
+                var binds: [SQLiteData] = [.integer(Int(Self.now() + lease.totalMilliseconds))]
+                var values: [String] = []
+                for pair in chunk {
+                    values.append("(?\(binds.count + 1), ?\(binds.count + 2), ?\(binds.count + 3))")
+                    binds += [.integer(Int(pair.delivery)), .text(pair.handler), .integer(pair.attempt)]
+                }
+                _ = try await connection.query(
+                    """
+                    UPDATE tasks SET lease_until = ?1 FROM (VALUES \(values.joined(separator: ", "))) AS held
+                    WHERE tasks.delivery = held.column1 AND tasks.handler = held.column2 AND tasks.attempts = held.column3
+                      AND tasks.status = 'running'
+                    """,
+                    binds)
+            }
+        }
+    }
+
+    public func forget(_ seq: Int64) async throws {
+        try await writer.perform { connection in
+            _ = try await connection.query("UPDATE deliveries SET dedup = 0 WHERE seq = ?1", [.integer(Int(seq))])
+        }
+    }
+
+    public func claim(candidates: Int, lease: Duration, choose: @escaping @Sendable ([TaskCandidate]) -> [TaskCandidate]) async throws -> [InboxTask] {
+        try await writer.perform { connection in
+            let now = Int(Self.now())
+            // Oldest first, at most `candidates` per handler, so that one handler's backlog cannot
+            // crowd the others out of the candidates.
+            let rows = try await connection.query(
+                """
+                SELECT delivery, source, handler FROM (
+                    SELECT delivery, source, handler, due,
+                           ROW_NUMBER() OVER (PARTITION BY handler ORDER BY due, delivery) AS position
+                    FROM (
+                        SELECT delivery, source, handler, due_at AS due FROM tasks
+                        WHERE status IN ('pending', 'retry') AND due_at <= ?1
+                        UNION ALL
+                        SELECT delivery, source, handler, lease_until AS due FROM tasks
+                        WHERE status = 'running' AND lease_until <= ?1
+                    )
+                )
+                WHERE position <= ?2 ORDER BY due, delivery LIMIT ?3
+                """,
+                [.integer(now), .integer(candidates), .integer(candidates * 4)])
+            let offered = rows.compactMap { row -> TaskCandidate? in
+                guard let delivery = row.column("delivery")?.integer, let source = row.column("source")?.string,
+                    let handler = row.column("handler")?.string
+                else { return nil }
+                return TaskCandidate(delivery: Int64(delivery), source: source, handler: handler)
+            }
+            let chosen = offered.isEmpty ? [] : choose(offered)
+            if chosen.isEmpty { return [] }
+            var binds: [SQLiteData] = [.integer(now + Int(lease.totalMilliseconds)), .integer(now)]
+            var values: [String] = []
+            for candidate in chosen {
+                values.append("(?\(binds.count + 1), ?\(binds.count + 2))")
+                binds.append(.integer(Int(candidate.delivery)))
+                binds.append(.text(candidate.handler))
+            }
+            let leased = try await connection.query(
+                """
+                UPDATE tasks SET status = 'running', attempts = attempts + 1, lease_until = ?1, updated_at = ?2
+                FROM (VALUES \(values.joined(separator: ", "))) AS chosen
+                WHERE tasks.delivery = chosen.column1 AND tasks.handler = chosen.column2
+                RETURNING tasks.delivery AS delivery, tasks.handler AS handler, tasks.attempts AS attempts, tasks.failures AS failures
+                """,
+                binds)
+            let deliveries = try await Self.deliveries(Set(leased.compactMap { $0.column("delivery")?.integer }), on: connection)
+            return leased.compactMap { row -> InboxTask? in
+                guard let seq = row.column("delivery")?.integer, let delivery = deliveries[seq], let handler = row.column("handler")?.string,
+                    let attempts = row.column("attempts")?.integer, let failures = row.column("failures")?.integer
+                else { return nil }
+                return InboxTask(delivery: delivery, handler: handler, attempt: attempts, failures: failures)
+            }
+        }
+    }
+
+    /// The deliveries numbered `seqs`, by number.
+    static func deliveries(_ seqs: Set<Int>, on connection: SQLiteConnection) async throws -> [Int: InboxDelivery] {
+        if seqs.isEmpty { return [:] }
+        let list = seqs.sorted()
+        let rows = try await connection.query(
+            "SELECT seq, source, id, type, received_at, headers, body FROM deliveries WHERE seq IN (\(list.indices.map { "?\($0 + 1)" }.joined(separator: ", ")))",
+            list.map { .integer($0) })
+        var result: [Int: InboxDelivery] = [:]
+        for row in rows {
+            guard let seq = row.column("seq")?.integer else { continue }
+            result[seq] = delivery(from: row)
+        }
+        return result
+    }
+
+    static func delivery(from row: SQLiteRow) -> InboxDelivery? {
+        guard let seq = row.column("seq")?.integer, let source = row.column("source")?.string, let id = row.column("id")?.string,
+            let type = row.column("type")?.string, let received = row.column("received_at")?.integer,
+            let headerText = row.column("headers")?.string
+        else { return nil }
+        let headers = (try? JSONDecoder().decode([String: String].self, from: Data(headerText.utf8))) ?? [:]
+        var body: [UInt8] = []
+        switch row.column("body") {
+        case .blob(let buffer): body = Array(buffer.readableBytesView)
+        case .text(let text): body = Array(text.utf8)
+        default: break
+        }
+        var delivery = InboxDelivery(source: source, id: id, type: type, receivedAt: date(received), headers: headers, body: body, handlers: [])
+        delivery.seq = Int64(seq)
+        return delivery
+    }
+
+    public func finish(_ task: InboxTask, outcome: InboxOutcome, record: AttemptRecord) async throws -> Bool {
+        let logs = "[" + record.logs.joined(separator: ",") + "]"
+        return try await writer.perform { connection in
+            let now = Int(Self.now())
+            let (status, due, error, failures): (String, Int, String?, Int) =
+                switch outcome {
+                case .done: ("done", now, nil, task.failures)
+                case .retry(let at, let error): ("retry", Self.milliseconds(at), error, task.failures + 1)
+                case .dead(let error): ("dead", now, error, task.failures + 1)
+                }
+            let updated = try await connection.query(
+                """
+                UPDATE tasks SET status = ?1, due_at = ?2, last_error = ?3, failures = ?4, lease_until = NULL, updated_at = ?5
+                WHERE delivery = ?6 AND handler = ?7 AND status = 'running' AND attempts = ?8 RETURNING 1 AS mine
+                """,
+                [.text(status), .integer(due), error.map { .text($0) } ?? .null, .integer(failures), .integer(now),
+                 .integer(Int(task.delivery.seq)), .text(task.handler), .integer(task.attempt)])
+            guard !updated.isEmpty else { return false }
+            _ = try await connection.query(
+                """
+                INSERT INTO attempts (delivery, handler, attempt, started_at, finished_at, outcome, error, logs)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING
+                """,
+                [.integer(Int(task.delivery.seq)), .text(task.handler), .integer(task.attempt), .integer(Self.milliseconds(record.startedAt)),
+                 .integer(Self.milliseconds(record.finishedAt)), .text(status), error.map { .text($0) } ?? .null, .text(logs)])
+            return true
+        }
+    }
+
+    public func resolved(_ task: InboxTask, handlers: [String]) async throws {
+        try await writer.perform { connection in
+            let now = Int(Self.now())
+            for handler in handlers {
+                _ = try await connection.query(
+                    """
+                    INSERT INTO tasks (delivery, handler, source, status, due_at, updated_at) VALUES (?1, ?2, ?3, 'pending', ?4, ?4)
+                    ON CONFLICT (delivery, handler) DO UPDATE SET status = 'pending', due_at = ?4, failures = 0, lease_until = NULL, updated_at = ?4
+                    WHERE tasks.status != 'running'
+                    """,
+                    [.integer(Int(task.delivery.seq)), .text(handler), .text(task.delivery.source), .integer(now)])
+            }
+            _ = try await connection.query(
+                "DELETE FROM tasks WHERE delivery = ?1 AND handler = '' AND status = 'running' AND attempts = ?2",
+                [.integer(Int(task.delivery.seq)), .integer(task.attempt)])
+        }
+    }
+
+    public func list(_ filter: DeliveryFilter) async throws -> [DeliverySummary] {
+        let rows = try await query(
+            """
+            SELECT d.seq, d.source, d.id, d.type, d.received_at,
+                   (SELECT group_concat(status) FROM tasks WHERE delivery = d.seq AND handler != '') AS statuses
+            FROM deliveries d
+            WHERE (?1 IS NULL OR d.source = ?1) AND (?2 IS NULL OR d.received_at >= ?2)
+              AND (?3 IS NULL OR EXISTS (SELECT 1 FROM tasks WHERE delivery = d.seq AND status = ?3 AND handler != ''))
+            ORDER BY d.seq DESC LIMIT ?4
+            """,
+            [filter.source.map { .text($0) } ?? .null, filter.since.map { .integer(Self.milliseconds($0)) } ?? .null,
+             filter.status.map { .text($0.rawValue) } ?? .null, .integer(max(1, filter.limit))])
+        return rows.compactMap { row in
+            guard let seq = row.column("seq")?.integer, let source = row.column("source")?.string, let id = row.column("id")?.string,
+                let type = row.column("type")?.string, let received = row.column("received_at")?.integer
+            else { return nil }
+            var statuses: [TaskStatus: Int] = [:]
+            for name in (row.column("statuses")?.string ?? "").split(separator: ",") {
+                if let status = TaskStatus(rawValue: String(name)) { statuses[status, default: 0] += 1 }
+            }
+            return DeliverySummary(seq: Int64(seq), source: source, id: id, type: type, receivedAt: Self.date(received), statuses: statuses)
+        }
+    }
+
+    public func show(_ seq: Int64) async throws -> DeliveryDetail? {
+        let rows = try await query("SELECT seq, source, id, type, received_at, headers, body FROM deliveries WHERE seq = ?1", [.integer(Int(seq))])
+        guard let row = rows.first, var delivery = Self.delivery(from: row) else { return nil }
+        let taskRows = try await query(
+            "SELECT handler, status, attempts, due_at, last_error FROM tasks WHERE delivery = ?1 AND handler != '' ORDER BY handler",
+            [.integer(Int(seq))])
+        let tasks = taskRows.compactMap { row -> DeliveryDetail.TaskDetail? in
+            guard let handler = row.column("handler")?.string, let status = row.column("status")?.string.flatMap(TaskStatus.init(rawValue:)),
+                let attempts = row.column("attempts")?.integer
+            else { return nil }
+            let due = (status == .pending || status == .retry) ? row.column("due_at")?.integer.map(Self.date) : nil
+            return DeliveryDetail.TaskDetail(handler: handler, status: status, attempts: attempts, dueAt: due, lastError: row.column("last_error")?.string)
+        }
+        delivery.handlers = tasks.map(\.handler)
+        let attemptRows = try await query(
+            "SELECT handler, attempt, started_at, finished_at, outcome, error, logs FROM attempts WHERE delivery = ?1 ORDER BY started_at, handler",
+            [.integer(Int(seq))])
+        let attempts = attemptRows.compactMap { row -> DeliveryDetail.AttemptDetail? in
+            guard let handler = row.column("handler")?.string, let attempt = row.column("attempt")?.integer,
+                let started = row.column("started_at")?.integer, let finished = row.column("finished_at")?.integer,
+                let outcome = row.column("outcome")?.string
+            else { return nil }
+            let logs = (row.column("logs")?.string).flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [Any] } ?? []
+            let lines = logs.compactMap { line -> String? in
+                guard let data = try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys, .withoutEscapingSlashes]) else { return nil }
+                return String(decoding: data, as: UTF8.self)
+            }
+            return DeliveryDetail.AttemptDetail(
+                handler: handler, attempt: attempt, startedAt: Self.date(started), finishedAt: Self.date(finished), outcome: outcome,
+                error: row.column("error")?.string, logs: lines)
+        }
+        return DeliveryDetail(delivery: delivery, tasks: tasks, attempts: attempts)
+    }
+
+    public func find(id: String) async throws -> [Int64] {
+        let rows = try await query("SELECT seq FROM deliveries WHERE id = ?1 ORDER BY seq DESC", [.text(id)])
+        return rows.compactMap { $0.column("seq")?.integer.map(Int64.init) }
+    }
+
+    public func replay(_ selection: ReplaySelection) async throws -> Int {
+        try await writer.perform { connection in
+            let now = Int(Self.now())
+            switch selection {
+            case .delivery(let seq):
+                let rows = try await connection.query(
+                    """
+                    INSERT INTO tasks (delivery, handler, source, status, due_at, updated_at)
+                    SELECT seq, '', source, 'pending', ?2, ?2 FROM deliveries WHERE seq = ?1
+                    ON CONFLICT (delivery, handler) DO UPDATE SET status = 'pending', due_at = ?2, updated_at = ?2
+                    RETURNING delivery
+                    """,
+                    [.integer(Int(seq)), .integer(now)])
+                return rows.count
+            case .dead(let filter):
+                let rows = try await connection.query(
+                    """
+                    UPDATE tasks SET status = 'pending', due_at = ?4, failures = 0, updated_at = ?4
+                    WHERE status = 'dead' AND delivery IN (
+                        SELECT seq FROM deliveries WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR received_at >= ?2))
+                    RETURNING delivery
+                    """,
+                    [filter.source.map { .text($0) } ?? .null, filter.since.map { .integer(Self.milliseconds($0)) } ?? .null, .null, .integer(now)])
+                return Set(rows.compactMap { $0.column("delivery")?.integer }).count
+            }
+        }
+    }
+
+    public func purge(before: Date, onlyFinished: Bool) async throws -> Int {
+        var total = 0
+        while true {
+            let count = try await writer.perform { connection in
+                let selection = """
+                    SELECT seq FROM deliveries WHERE received_at < ?1
+                    \(onlyFinished ? "AND NOT EXISTS (SELECT 1 FROM tasks WHERE delivery = deliveries.seq AND status != 'done')" : "")
+                    LIMIT 5000
+                    """
+                let seqs = try await connection.query(selection, [.integer(Self.milliseconds(before))]).compactMap { $0.column("seq")?.integer }
+                if seqs.isEmpty { return 0 }
+                let list = seqs.map(String.init).joined(separator: ",")
+                _ = try await connection.query("DELETE FROM attempts WHERE delivery IN (\(list))")
+                _ = try await connection.query("DELETE FROM tasks WHERE delivery IN (\(list))")
+                _ = try await connection.query("DELETE FROM deliveries WHERE seq IN (\(list))")
+                return seqs.count
+            }
+            total += count
+            if count < 5000 { return total }
+        }
+    }
+}
+
+extension JSONEncoder {
+    /// Keys sorted, slashes unescaped: stable text for stored JSON.
+    static var sorted: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+}

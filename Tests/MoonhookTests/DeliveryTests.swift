@@ -1,0 +1,226 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Moonhook
+import MoonhookStore
+import NIOCore
+import Testing
+
+/// Durable delivery through the production `buildApplication`: deduplication, retries, dead
+/// letters, replay, concurrency limits, leases of a dead process, synchronous answers.
+@Suite("Durable delivery")
+struct DeliveryTests {
+    static func configuration(_ handlers: TestHandlers) -> ServerConfiguration {
+        var configuration = Server.configuration(handlers)
+        configuration.deliveries.pollInterval = .milliseconds(50)
+        configuration.deliveries.lease = .seconds(3)
+        configuration.adminToken = "admin-token"
+        return configuration
+    }
+
+    static func post(_ client: any TestClientProtocol, _ source: String, _ body: String) async throws -> TestResponse {
+        try await client.execute(uri: "/hooks/\(source)", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: body))
+    }
+
+    static func admin(_ client: any TestClientProtocol, _ uri: String, method: HTTPRequest.Method = .get) async throws -> [String: Any] {
+        let response = try await client.execute(uri: uri, method: method, headers: [.authorization: "Bearer admin-token"])
+        #expect(response.status == .ok, "\(uri): \(String(buffer: response.body))")
+        return try #require(try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
+    }
+
+    /// Asks the admin API until `condition` holds for its answer, for at most five seconds.
+    static func adminUntil(_ client: any TestClientProtocol, _ uri: String, _ condition: ([String: Any]) -> Bool) async throws -> [String: Any] {
+        var answer: [String: Any] = [:]
+        for _ in 0..<100 {
+            answer = try await admin(client, uri)
+            if condition(answer) { return answer }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("\(uri) never answered as expected: \(answer)")
+        return answer
+    }
+
+    @Test func duplicatesAreAnsweredButNotRunAgain() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("s/source.yaml", "scheme: none\nid: /id\n")
+        try handlers.write("s/ping.lua", "return function(e) log.info('ran', {id = e.id}) end")
+        let records = LogRecords()
+        let app = try await buildApplication(configuration: Self.configuration(handlers), environment: [:], logger: records.logger())
+        try await app.test(.live) { client in
+            #expect(try await Self.post(client, "s", #"{"type":"ping","id":"d-1"}"#).status == .accepted)
+            #expect(await Server.eventually { records.all.contains { $0.message == "ran" } })
+            let again = try await Self.post(client, "s", #"{"type":"ping","id":"d-1","resent":true}"#)
+            #expect(again.status == .ok)
+            #expect(String(buffer: again.body).contains(#""status":"duplicate""#))
+            #expect(records.all.contains { $0.message == "duplicate delivery, not run again" && $0.metadata["delivery.id"] == "d-1" })
+            #expect(try await Self.post(client, "s", #"{"type":"ping","id":"d-2"}"#).status == .accepted)
+            #expect(await Server.eventually { records.all.filter { $0.message == "ran" }.count == 2 })
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(records.all.filter { $0.message == "ran" }.map { $0.metadata["id"] } == ["d-1", "d-2"])
+        }
+    }
+
+    /// A failing handler is retried with `event.attempt` counting up, dead-lettered after its last
+    /// retry, shown with every attempt over the admin API, and run again by a replay.
+    @Test func failuresAreRetriedThenDeadLetteredThenReplayed() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("s/source.yaml", "scheme: none\nid: /id\n")
+        try handlers.write(
+            "s/flaky.lua",
+            """
+            return { retries = 1, retry_delay = 0.05, handle = function(e)
+              log.info('attempt', {n = e.attempt})
+              if e.attempt < 3 then error('not yet') end
+            end }
+            """)
+        let records = LogRecords()
+        let app = try await buildApplication(configuration: Self.configuration(handlers), environment: [:], logger: records.logger())
+        try await app.test(.live) { client in
+            #expect(try await Self.post(client, "s", #"{"type":"flaky","id":"f-1"}"#).status == .accepted)
+            #expect(await Server.eventually { records.all.contains { $0.message == "handler failed, dead-lettered" } })
+            #expect(records.all.filter { $0.message == "attempt" }.map { $0.metadata["n"] } == ["1", "2"])
+            #expect(records.all.contains { $0.message == "handler failed, will retry" && $0.metadata["attempt"] == "1" })
+
+            let dead = try await Self.adminUntil(client, "/admin/deliveries?status=dead") { ($0["deliveries"] as? [Any])?.count == 1 }
+            let list = try #require(dead["deliveries"] as? [[String: Any]])
+            #expect(list.count == 1)
+            let seq = try #require(list.first?["seq"] as? Int)
+            let detail = try await Self.admin(client, "/admin/deliveries/\(seq)")
+            let attempts = try #require(detail["attempts"] as? [[String: Any]])
+            #expect(attempts.map { $0["outcome"] as? String } == ["retry", "dead"])
+            #expect(attempts.map { $0["error"] as? String } == ["s/flaky.lua:3: not yet", "s/flaky.lua:3: not yet"])
+            #expect((attempts.first?["logs"] as? [[String: Any]])?.first?["message"] as? String == "attempt")
+            #expect((detail["body"] as? [String: Any])?["id"] as? String == "f-1")
+
+            let replayed = try await Self.admin(client, "/admin/deliveries/\(seq)/replay", method: .post)
+            #expect(replayed["replayed"] as? Int == 1)
+            #expect(await Server.eventually { records.all.filter { $0.message == "attempt" }.count == 3 })
+            #expect(await Server.eventually {
+                records.all.contains { $0.message == "handler succeeded" && $0.metadata["attempt"] == "3" }
+            })
+            let after = try await Self.adminUntil(client, "/admin/deliveries/\(seq)") {
+                ($0["handlers"] as? [[String: Any]])?.first?["status"] as? String == "done"
+            }
+            #expect((after["attempts"] as? [Any])?.count == 3)
+            let stillDead = try await Self.admin(client, "/admin/deliveries?status=dead")
+            #expect((stillDead["deliveries"] as? [Any])?.isEmpty == true)
+            let unauthorized = try await client.execute(uri: "/admin/deliveries", method: .get, headers: [.authorization: "Bearer wrong"])
+            #expect(unauthorized.status == .unauthorized)
+        }
+    }
+
+    /// `concurrency = 1` on a handler holds it to one invocation at a time, while another handler
+    /// of the same source keeps running.
+    @Test func aHandlersConcurrencyLimitHolds() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("s/source.yaml", "scheme: none\n")
+        try handlers.write(
+            "s/slow.lua",
+            """
+            return { concurrency = 1, handle = function(e)
+              local now = kv.incr('active')
+              if now > (kv.get('most') or 0) then kv.set('most', now) end
+              time.sleep(40)
+              kv.incr('active', -1)
+              kv.incr('done')
+            end }
+            """)
+        try handlers.write("s/fast.lua", "return function(e) kv.incr('fast') end")
+        let records = LogRecords()
+        let app = try await buildApplication(configuration: Self.configuration(handlers), environment: [:], logger: records.logger())
+        try await app.test(.live) { client in
+            for index in 0..<8 {
+                let slow = try await Self.post(client, "s", #"{"type":"slow","n":\#(index)}"#)
+                let fast = try await Self.post(client, "s", #"{"type":"fast","n":\#(index)}"#)
+                #expect(slow.status == .accepted && fast.status == .accepted)
+            }
+            #expect(await Server.eventually({ records.all.filter { $0.message == "handler succeeded" }.count == 16 }, within: .seconds(10)))
+        }
+        let store = try await SQLiteStore.open(path: handlers.folder.appending(path: "state/moonhook.sqlite").path, logger: LogRecords().logger())
+        #expect(try await store.get("s", "done") == Array("8".utf8))
+        #expect(try await store.get("s", "fast") == Array("8".utf8))
+        #expect(try await store.get("s", "most") == Array("1".utf8))
+        await store.close()
+    }
+
+    /// Pairs a dead process had claimed run again once their lease runs out, as the next attempt.
+    @Test func pairsOfADeadProcessRunAfterRestart() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("s/source.yaml", "scheme: none\n")
+        try handlers.write("s/ping.lua", "return function(e) log.info('ran', {attempt = e.attempt}) end")
+        let configuration = Self.configuration(handlers)
+        let path = handlers.folder.appending(path: "state/moonhook.sqlite").path
+        let earlier = try await SQLiteStore.open(path: path, logger: LogRecords().logger())
+        let delivery = InboxDelivery(source: "s", id: "x", type: "ping", receivedAt: Date(), headers: [:], body: Array(#"{"type":"ping"}"#.utf8), handlers: ["s/ping.lua"])
+        _ = try await earlier.append(delivery, retention: .seconds(60), claimed: true, lease: .milliseconds(200))
+        await earlier.close()
+        let records = LogRecords()
+        let app = try await buildApplication(configuration: configuration, environment: [:], logger: records.logger())
+        try await app.test(.live) { _ in
+            #expect(await Server.eventually { records.all.contains { $0.message == "ran" } })
+            #expect(records.all.first { $0.message == "ran" }?.metadata["attempt"] == "2")
+        }
+    }
+
+    /// `respond: sync`: the handler's return value is the answer (Slack's url_verification, a
+    /// GET hub.challenge handshake); a failure answers 500 and a resend runs again.
+    @Test func synchronousSourcesAnswerWithTheHandler() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("slack/source.yaml", "scheme: none\nrespond: sync\nhandler_secrets: [VERIFY_TOKEN]\n")
+        try handlers.write("slack/url_verification.lua", "return function(e) return e.body.challenge end")
+        try handlers.write(
+            "slack/get.lua",
+            """
+            return function(e)
+              if e.body['hub.verify_token'] ~= secrets.VERIFY_TOKEN then return {status = 403, body = 'wrong token'} end
+              return {status = 200, headers = {['X-Seen'] = 'yes'}, body = e.body['hub.challenge']}
+            end
+            """)
+        try handlers.write(
+            "slack/order.lua",
+            """
+            return function(e)
+              if e.body.fail and kv.incr('fails') == 1 then error('cannot take the order') end
+              return {accepted = true, items = {1, 2}}
+            end
+            """)
+        let records = LogRecords()
+        let app = try await buildApplication(configuration: Self.configuration(handlers), environment: ["VERIFY_TOKEN": "vt"], logger: records.logger())
+        try await app.test(.live) { client in
+            let challenge = try await Self.post(client, "slack", #"{"type":"url_verification","challenge":"3eZbrw1aBm"}"#)
+            #expect(challenge.status == .ok)
+            #expect(String(buffer: challenge.body) == "3eZbrw1aBm")
+
+            let handshake = try await client.execute(uri: "/hooks/slack?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=vt", method: .get)
+            #expect(handshake.status == .ok)
+            #expect(String(buffer: handshake.body) == "1158201444")
+            #expect(handshake.headers[HTTPField.Name("X-Seen")!] == "yes")
+            let wrong = try await client.execute(uri: "/hooks/slack?hub.challenge=1&hub.verify_token=nope", method: .get)
+            #expect(wrong.status == .forbidden)
+
+            let order = try await Self.post(client, "slack", #"{"type":"order"}"#)
+            #expect(order.status == .ok)
+            #expect(String(buffer: order.body) == #"{"accepted":true,"items":[1,2]}"#)
+
+            let failing = #"{"type":"order","fail":true}"#
+            let failed = try await Self.post(client, "slack", failing)
+            #expect(failed.status == .internalServerError)
+            #expect(String(buffer: failed.body).contains("cannot take the order"))
+            let resent = try await Self.post(client, "slack", failing)
+            #expect(resent.status == .ok, "the resend of a failed synchronous delivery was taken for a duplicate")
+            #expect(try await Self.post(client, "slack", failing).status == .ok)
+            #expect(String(buffer: try await Self.post(client, "slack", failing).body).contains("duplicate"))
+
+            let asynchronous = try await client.execute(uri: "/hooks/none", method: .get)
+            #expect(asynchronous.status == .notFound)
+        }
+        #expect(records.all.contains { $0.message == "handler failed, dead-lettered" })
+    }
+}

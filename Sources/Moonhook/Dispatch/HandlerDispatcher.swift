@@ -153,6 +153,9 @@ public final class HandlerDispatcher: Service, Sendable {
             for candidate in reservation.chosen.withLock({ $0 }) { Self.unreserve(candidate, in: &state) }
             var chosen: [TaskCandidate] = []
             for candidate in candidates where chosen.count < free && state.claimed < maxConcurrent {
+                // Its lease ran out while this process still runs it (renewal fell behind): it is
+                // not run a second time alongside.
+                if state.running[Key(delivery: candidate.delivery, handler: candidate.handler)] != nil { continue }
                 let source = catalog.sources[candidate.source]
                 if let limit = source?.configuration.concurrency, state.perSource[candidate.source, default: 0] >= limit { continue }
                 if let limit = source?.handlers.first(where: { $0.path == candidate.handler })?.options.concurrency,
@@ -268,7 +271,12 @@ public final class HandlerDispatcher: Service, Sendable {
                 logger.error("handler failed, dead-lettered", metadata: ["error": "\(error.message)", "duration.ms": "\(elapsed.totalMilliseconds)"])
             }
         }
-        await record("recording an attempt") { _ = try await self.inbox.finish(task, outcome: result, record: attemptRecord) }
+        let attemptLogger = logger
+        await record("recording an attempt") {
+            if try await self.inbox.finish(task, outcome: result, record: attemptRecord) == false {
+                attemptLogger.warning("attempt not recorded: its lease ran out and the pair was claimed again")
+            }
+        }
         return outcome
     }
 

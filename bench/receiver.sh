@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Receiver benchmark: `moonhook serve` (release build) against adnanh/webhook, same workload, same
-# run, one server at a time, loopback only. Prints a Markdown table of ratios to the peer.
+# run, one server at a time, loopback only. moonhook runs twice: durable (every delivery fsynced to
+# its SQLite inbox before the 2xx, the default) and with durability off (`deliveries.durable:
+# false`), to show what durability costs. Prints a Markdown table of ratios.
 #
 #   bench/receiver.sh              # after: swift build -c release --product moonhook
 #   DURATION=30s CONNECTIONS=64 bench/receiver.sh
 #
 # Workload: a 309-byte Browser Use event signed like Browser Use does (X-Webhook-Signature = hex
-# HMAC-SHA256 of the raw body); the handler checks the status and increments a counter. The
-# invalid path sends the same body with a wrong signature.
+# HMAC-SHA256 of the raw body), each request with its own delivery id (X-Request-Id), so that
+# none is a duplicate; the handler checks the status and increments a counter. The invalid path
+# sends the same body with a wrong signature.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -46,10 +49,12 @@ printf '%s' "$BODY" >"$WORK/body.json"
 GOOD_SIG=$(openssl dgst -sha256 -hmac "$SECRET" -r <"$WORK/body.json" | cut -d' ' -f1)
 BAD_SIG=$(printf '%064d' 0)
 
-# moonhook: one source, one handler. No key-value store yet, so the counter lives in the handler's
-# state (one per Lua worker).
+# moonhook: one source, one handler; the delivery id comes from X-Request-Id. The counter lives in
+# the handler's state (one per Lua worker).
 mkdir -p "$WORK/handlers/browser-use"
-printf 'scheme: browser-use\nsecrets: ["%s"]\n' "$SECRET" >"$WORK/handlers/browser-use/source.yaml"
+printf 'scheme: browser-use\nsecrets: ["%s"]\nid: header:X-Request-Id\n' "$SECRET" >"$WORK/handlers/browser-use/source.yaml"
+printf 'admin_token: bench\n' >"$WORK/durable.yaml"
+printf 'admin_token: bench\ndeliveries:\n  durable: false\n' >"$WORK/nosync.yaml"
 cat >"$WORK/handlers/browser-use/agent.task.status_update.lua" <<'EOF'
 local count = 0
 return function(event)
@@ -78,11 +83,25 @@ cat >"$WORK/hooks.json" <<EOF
 EOF
 
 # wrk's done() prints one machine-readable line: requests, req/s, p50 µs, p99 µs, non-2xx/3xx, socket errors.
+# Every request carries a delivery id of its own: thread number, a per-run nonce and a counter.
 cat >"$WORK/post.lua" <<'EOF'
-wrk.method = "POST"
-wrk.body = io.open(os.getenv("BENCH_BODY")):read("*a")
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["X-Webhook-Signature"] = os.getenv("BENCH_SIGNATURE")
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("number", threads)
+end
+local body = io.open(os.getenv("BENCH_BODY")):read("*a")
+local headers = {["Content-Type"] = "application/json", ["X-Webhook-Signature"] = os.getenv("BENCH_SIGNATURE")}
+local prefix, sent
+function init()
+  prefix = os.getenv("BENCH_RUN") .. "-" .. tostring(number) .. "-"
+  sent = 0
+end
+function request()
+  sent = sent + 1
+  headers["X-Request-Id"] = prefix .. sent
+  return wrk.format("POST", nil, headers, body)
+end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("RESULT %d %.0f %d %d %d %d\n", summary.requests,
@@ -108,7 +127,7 @@ settled_ticks() {
   echo "$after"
 }
 
-post() { curl -s -o "$WORK/response" -w '%{http_code}' -H 'Content-Type: application/json' -H "X-Webhook-Signature: $1" --data-binary "@$WORK/body.json" "$URL"; }
+post() { curl -s -o "$WORK/response" -w '%{http_code}' -H 'Content-Type: application/json' -H "X-Webhook-Signature: $1" -H "X-Request-Id: check-$RANDOM$RANDOM" --data-binary "@$WORK/body.json" "$URL"; }
 
 start() {  # name valid-status invalid-status-pattern command...
   local name=$1 ok=$2 refused=$3; shift 3
@@ -128,8 +147,9 @@ start() {  # name valid-status invalid-status-pattern command...
 declare -A R
 measure() {  # name path signature
   local name=$1 path=$2 t0 t1 requests rps p50 p99 status sockets
-  export BENCH_BODY=$WORK/body.json BENCH_SIGNATURE=$3
+  export BENCH_BODY=$WORK/body.json BENCH_SIGNATURE=$3 BENCH_RUN=$name-$path-warmup
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$WORK/post.lua" "$URL" >/dev/null
+  export BENCH_RUN=$name-$path
   t0=$(settled_ticks)
   : >"$WORK/count"
   read -r _ requests rps p50 p99 status sockets < <(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/post.lua" "$URL" | grep '^RESULT') ||
@@ -143,14 +163,23 @@ measure() {  # name path signature
   echo "$name $path: $requests requests, ${R[$name.$path.errors]}" >&2
 }
 
-start moonhook 202 401 env MOONHOOK_LOG_LEVEL=warning "$MOONHOOK" serve --handlers "$WORK/handlers" --listen "127.0.0.1:$PORT"
-post "$GOOD_SIG" >/dev/null
-grep -q '"handlers":1' "$WORK/response" || die "moonhook ran no handler for the event: $(cat "$WORK/response")"
-measure moonhook valid "$GOOD_SIG"
-measure moonhook invalid "$BAD_SIG"
-failed=$(grep -c 'handler failed' "$WORK/moonhook.log" || true)
-refusals=$(grep -c 'webhook refused' "$WORK/moonhook.log" || true)
-stop_server
+# Group-commit batches of a run: transactions and writes so far, from the admin API.
+batches() { curl -s -H 'Authorization: Bearer bench' "http://127.0.0.1:$PORT/admin/stats" | python3 -c 'import json,sys; g=json.load(sys.stdin)["group_commit"]; print(g["transactions"], g["writes"], g["largest_batch"])'; }
+
+for mode in durable nosync; do
+  start "moonhook-$mode" 202 401 env MOONHOOK_LOG_LEVEL=warning "$MOONHOOK" serve --config "$WORK/$mode.yaml" --handlers "$WORK/handlers" \
+    --listen "127.0.0.1:$PORT" --store "sqlite:$WORK/$mode.sqlite"
+  post "$GOOD_SIG" >/dev/null
+  grep -q '"handlers":1' "$WORK/response" || die "moonhook ran no handler for the event: $(cat "$WORK/response")"
+  read -r tx0 writes0 _ < <(batches)
+  measure "moonhook-$mode" valid "$GOOD_SIG"
+  read -r tx1 writes1 largest < <(batches)
+  R[moonhook-$mode.batch]=$(awk -v t=$((tx1 - tx0)) -v w=$((writes1 - writes0)) -v l="$largest" 'BEGIN {printf "%d writes in %d transactions (%.1f per transaction, largest %d)", w, t, w/t, l}')
+  [ "$mode" = durable ] && measure "moonhook-$mode" invalid "$BAD_SIG"
+  R[moonhook-$mode.failed]=$(grep -c 'handler failed' "$WORK/moonhook-$mode.log" || true)
+  stop_server
+done
+refusals=$(grep -c 'webhook refused' "$WORK/moonhook-durable.log" || true)
 
 # webhook answers 500 to a bad signature (its HMAC check errors rather than failing the rule): any 4xx/5xx.
 start webhook 200 '[45]??' webhook -hooks "$WORK/hooks.json" -ip 127.0.0.1 -port "$PORT"
@@ -167,19 +196,27 @@ echo "moonhook $(git describe --always --dirty 2>/dev/null || echo '?') vs $(web
 echo
 echo "| path | moonhook req/s | webhook req/s | ratio | moonhook p50 / p99 | webhook p50 / p99 | moonhook CPU µs/req | webhook CPU µs/req | CPU ratio |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-for path in valid invalid; do
-  m=moonhook.$path w=webhook.$path
-  echo "| $path signature | ${R[$m.rps]} | ${R[$w.rps]} | $(ratio "${R[$m.rps]}" "${R[$w.rps]}") | ${R[$m.lat]} | ${R[$w.lat]} | ${R[$m.cpu]} | ${R[$w.cpu]} | $(cpu_ratio "${R[$m.cpu]}" "${R[$w.cpu]}") |"
+for row in durable.valid nosync.valid durable.invalid; do
+  mode=${row%.*} path=${row#*.}
+  m=moonhook-$mode.$path w=webhook.$path
+  label="$path signature, $([ "$mode" = durable ] && echo durable || echo 'durability off')"
+  echo "| $label | ${R[$m.rps]} | ${R[$w.rps]} | $(ratio "${R[$m.rps]}" "${R[$w.rps]}") | ${R[$m.lat]} | ${R[$w.lat]} | ${R[$m.cpu]} | ${R[$w.cpu]} | $(cpu_ratio "${R[$m.cpu]}" "${R[$w.cpu]}") |"
 done
 cat <<EOF
 
+- Durability costs $(awk -v a="${R[moonhook-durable.valid.rps]}" -v b="${R[moonhook-nosync.valid.rps]}" 'BEGIN {printf "%.0f%%", 100*(1-a/b)}') of valid-path throughput
+  (durable ${R[moonhook-durable.valid.rps]} vs ${R[moonhook-nosync.valid.rps]} req/s with durability off).
+- Group commit, durable run: ${R[moonhook-durable.batch]}.
+  Durability off: ${R[moonhook-nosync.batch]}.
+  Inbox writes are the deliveries' appends plus the dispatcher's claims and outcomes.
 - CPU per request: utime+stime of the server process (/proc/PID/stat) plus cutime+cstime, its reaped
   children: webhook's command is a child process, so its CPU is included. Counted until the server
   went idle after the run, so work done after answering is charged too.
-- wrk: moonhook valid ${R[moonhook.valid.errors]}, invalid ${R[moonhook.invalid.errors]};
+- wrk: moonhook durable valid ${R[moonhook-durable.valid.errors]}, invalid ${R[moonhook-durable.invalid.errors]};
+  durability off valid ${R[moonhook-nosync.valid.errors]};
   webhook valid ${R[webhook.valid.errors]}, invalid ${R[webhook.invalid.errors]}
   (a refusal is the expected answer on the invalid path: 401 from moonhook, 500 from webhook).
-- moonhook logged $failed handler failures, and $refusals refusals at warning level (one line each, to a file).
+- moonhook logged ${R[moonhook-durable.failed]} + ${R[moonhook-nosync.failed]} handler failures, and $refusals refusals at warning level (one line each, to a file).
 - webhook ran its command ${R[webhook.valid.commands]} times for ${R[webhook.valid.requests]} valid responses ($(share "${R[webhook.valid.commands]}" "${R[webhook.valid.requests]}")):
   it answers before spawning the command, and a spawn that fails (e.g. too many open files) is logged only with -verbose.
 

@@ -6,13 +6,20 @@ import Synchronization
 /// while the previous transaction committed into the next one (group commit): one fsync serves the
 /// whole batch, so durability costs latency once per batch rather than once per request.
 ///
+/// Work of the same kind in one batch (every append, every recorded outcome) is handed to one call
+/// with all of its items, so that it can be written with a few multi-row statements rather than a
+/// few statements per item: on SQLite through SQLiteNIO, each statement costs more than its rows.
+///
 /// A failed batch is not blamed on every caller: its jobs are run again one transaction each, so
 /// only the job that fails (or every job, when the database itself fails) gets the error.
 final class GroupCommit: Sendable {
-    /// One unit of work; runs inside a transaction and reports its own result once committed.
+    /// One caller's unit of work. Jobs with the same `kind` in one transaction run as one call of
+    /// the first one's `work`, which returns one result per item, in order.
     struct Job: Sendable {
-        let work: @Sendable (SQLiteConnection) async throws -> Void
-        let done: @Sendable (Error?) -> Void
+        let kind: String?
+        let item: any Sendable
+        let work: @Sendable (SQLiteConnection, [any Sendable]) async throws -> [any Sendable]
+        let done: @Sendable (Result<any Sendable, Error>) -> Void
     }
 
     /// Batch sizes so far.
@@ -39,22 +46,30 @@ final class GroupCommit: Sendable {
 
     /// Runs `body` in a shared write transaction; returns its result once the transaction committed.
     func perform<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
-        let result = ResultBox<T>()
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
-            let job = Job(
-                work: { connection in
-                    let value = try await body(connection)
-                    result.value.withLock { $0 = value }
-                },
-                done: { error in
-                    if let error {
-                        continuation.resume(throwing: error)
-                    } else if let value = result.value.withLock({ $0 }) {
-                        continuation.resume(returning: value)
-                    } else {
-                        continuation.resume(throwing: StoreError(.database, "a write finished without a result"))
-                    }
-                })
+        try await submit(kind: nil, item: ()) { connection, _ in [try await body(connection)] }
+    }
+
+    /// Writes `item` in a shared write transaction, together with every other item of `kind`
+    /// queued for the same transaction: `work` gets them all and returns one result per item.
+    func perform<Item: Sendable, T: Sendable>(
+        kind: String, item: Item, _ work: @escaping @Sendable (SQLiteConnection, [Item]) async throws -> [T]
+    ) async throws -> T {
+        try await submit(kind: kind, item: item) { connection, items in
+            try await work(connection, items.map { $0 as! Item })
+        }
+    }
+
+    private func submit<T: Sendable>(
+        kind: String?, item: any Sendable, _ work: @escaping @Sendable (SQLiteConnection, [any Sendable]) async throws -> [any Sendable]
+    ) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+            let job = Job(kind: kind, item: item, work: work) { result in
+                switch result {
+                case .success(let value as T): continuation.resume(returning: value)
+                case .success: continuation.resume(throwing: StoreError(.database, "a write returned the wrong kind of result"))
+                case .failure(let error): continuation.resume(throwing: error)
+                }
+            }
             let start = state.withLock { state -> Bool in
                 state.queue.append(job)
                 guard !state.draining else { return false }
@@ -80,32 +95,51 @@ final class GroupCommit: Sendable {
                 return batch
             }
             if batch.isEmpty { return }
-            if let error = await transaction(batch) {
-                if batch.count == 1 {
-                    batch[0].done(error)
-                } else {
-                    for job in batch { job.done(await transaction([job])) }
+            switch await transaction(batch) {
+            case .success(let results):
+                for (job, result) in zip(batch, results) { job.done(.success(result)) }
+            case .failure(let error) where batch.count == 1:
+                batch[0].done(.failure(error))
+            case .failure:
+                for job in batch {
+                    job.done(await transaction([job]).map { $0[0] })
                 }
-            } else {
-                for job in batch { job.done(nil) }
             }
         }
     }
 
-    /// Runs `jobs` in one transaction; the error if it did not commit.
-    private func transaction(_ jobs: [Job]) async -> Error? {
+    /// Runs `jobs` in one transaction: one result per job, once committed.
+    private func transaction(_ jobs: [Job]) async -> Result<[any Sendable], Error> {
         do {
             _ = try await connection.query("BEGIN IMMEDIATE")
         } catch {
-            return Self.storeError(error)
+            return .failure(Self.storeError(error))
         }
         do {
-            for job in jobs { try await job.work(connection) }
+            // Groups in the order of their first job; a job without a kind is a group of its own.
+            var groups: [[Int]] = []
+            var groupOfKind: [String: Int] = [:]
+            for (index, job) in jobs.enumerated() {
+                if let kind = job.kind, let group = groupOfKind[kind] {
+                    groups[group].append(index)
+                    continue
+                }
+                if let kind = job.kind { groupOfKind[kind] = groups.count }
+                groups.append([index])
+            }
+            var results = [(any Sendable)?](repeating: nil, count: jobs.count)
+            for indices in groups {
+                let values = try await jobs[indices[0]].work(connection, indices.map { jobs[$0].item })
+                guard values.count == indices.count else {
+                    throw StoreError(.database, "a batched write returned \(values.count) results for \(indices.count) items")
+                }
+                for (index, value) in zip(indices, values) { results[index] = value }
+            }
             _ = try await connection.query("COMMIT")
-            return nil
+            return .success(results.map { $0 ?? () })
         } catch {
             _ = try? await connection.query("ROLLBACK")
-            return Self.storeError(error)
+            return .failure(Self.storeError(error))
         }
     }
 
@@ -113,9 +147,4 @@ final class GroupCommit: Sendable {
         if let error = error as? SQLiteError { return StoreError(.database, "database error: \(error.message)") }
         return error
     }
-}
-
-/// Where a job leaves its result until its transaction commits.
-private final class ResultBox<T: Sendable>: Sendable {
-    let value = Mutex<T?>(nil)
 }

@@ -92,6 +92,8 @@ struct ConfigurationTests {
         ("admin_token: ${MISSING_TOKEN}\n", ":1", "environment variable MISSING_TOKEN is not set"),
         ("listen: [1, 2\n", ":2", "invalid YAML"),
         ("log_level: loud\n", "", "log_level must be one of"),
+        ("deliveries:\n  retention: forever\n", "", "'deliveries.retention' must be a duration"),
+        ("deliveries:\n  lease: 0s\n", "", "deliveries.lease must be more than 0"),
     ])
     func mistakesNameFileLineAndKey(_ text: String, _ line: String, _ message: String) throws {
         let path = try Self.file(text)
@@ -126,11 +128,54 @@ struct ConfigurationTests {
         ("scheme: hmac\nsecret: x\ntype: eventType\n", "'type' must be a JSON pointer"),
         ("scheme: token\nsecret: x\ntoken: cookie\n", "'token' must be bearer, basic or header:NAME"),
         ("scheme: github\nsecret: \"\"\n", "a secret is empty"),
+        ("scheme: none\nrespond: later\n", "'respond' must be async or sync"),
+        ("scheme: none\nconcurrency: 0\n", "'concurrency' must be a whole number of at least 1"),
+        ("scheme: none\nretry:\n  delay: soon\n", "'retry.delay' must be a duration"),
+        ("scheme: none\nretry:\n  retries: -1\n", "'retry.retries' must be 0 or more"),
     ])
     func sourceMistakes(_ text: String, _ message: String) throws {
         let path = try Self.file(text)
         #expect { try SourceConfiguration.load(path: path, environment: [:]) } throws: { error in
             "\(error)".contains(message) && "\(error)".hasPrefix(path + ":")
         }
+    }
+
+    @Test func deliverySettingsAreRead() throws {
+        let path = try Self.file("deliveries:\n  retention: 14d\n  lease: 45s\n  poll_interval: 250ms\n  durable: false\n")
+        let settings = try ServerConfiguration.load(file: path, required: true, environment: [:]).deliveries
+        #expect(settings.retention == .seconds(14 * 86400))
+        #expect(settings.lease == .seconds(45))
+        #expect(settings.pollInterval == .milliseconds(250))
+        #expect(settings.durable == false)
+        let defaults = ServerConfiguration().deliveries
+        #expect(defaults.retention == .seconds(7 * 86400) && defaults.lease == .seconds(30) && defaults.durable)
+    }
+
+    @Test func sourceDeliveryKeysAreRead() throws {
+        let source = try SourceConfiguration.load(
+            path: try Self.file("scheme: none\nrespond: sync\nconcurrency: 4\nretry:\n  retries: 2\n  delay: 1m\n  max_delay: 2h\n"), environment: [:])
+        #expect(source.respondsSynchronously)
+        #expect(source.concurrency == 4)
+        #expect(source.retry.retries == 2)
+        #expect(source.retry.delay == .seconds(60))
+        #expect(source.retry.maxDelay == .seconds(7200))
+        let plain = try SourceConfiguration.load(path: try Self.file("scheme: none\n"), environment: [:])
+        #expect(!plain.respondsSynchronously && plain.concurrency == nil && plain.retry == RetryPolicy())
+    }
+
+    /// Delays grow fourfold from `delay`, stop at `max_delay`, stay within ±20% of that, and end
+    /// after `retries`.
+    @Test func retryDelaysGrowThenStop() {
+        let policy = RetryPolicy()
+        let low = (1...7).map { policy.delay(afterFailure: $0, random: 0)! }
+        let high = (1...7).map { policy.delay(afterFailure: $0, random: 1)! }
+        let middle = (1...7).map { policy.delay(afterFailure: $0, random: 0.5)! }
+        #expect(middle == [.seconds(30), .seconds(120), .seconds(480), .seconds(1920), .seconds(7680), .seconds(30720), .seconds(36000)])
+        #expect(low.first == .seconds(24) && high.first == .seconds(36))
+        #expect(low.last == .seconds(28800) && high.last == .seconds(43200))
+        #expect(policy.delay(afterFailure: 8) == nil)
+        var none = RetryPolicy()
+        none.retries = 0
+        #expect(none.delay(afterFailure: 1) == nil)
     }
 }

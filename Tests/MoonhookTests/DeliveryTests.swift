@@ -223,4 +223,35 @@ struct DeliveryTests {
         }
         #expect(records.all.contains { $0.message == "handler failed, dead-lettered" })
     }
+
+    /// A database locked by someone else for longer than the busy timeout (10 s): the sender gets
+    /// 503 with the reason, nothing is accepted, and once the lock is gone deliveries go through.
+    @Test func aLockedDatabaseAnswers503() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("s/source.yaml", "scheme: none\nid: /id\n")
+        try handlers.write("s/ping.lua", "return function(e) log.info('ran', {id = e.id}) end")
+        let path = handlers.folder.appending(path: "state/moonhook.sqlite").path
+        let records = LogRecords()
+        let app = try await buildApplication(configuration: Self.configuration(handlers), environment: [:], logger: records.logger())
+        try await app.test(.live) { client in
+            #expect(try await Self.post(client, "s", #"{"type":"ping","id":"before"}"#).status == .accepted)
+            // Another process holds an exclusive lock for 13 s.
+            let locker = Process()
+            locker.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            locker.arguments = ["-c", "import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],timeout=60,isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\ntime.sleep(13)", path]
+            let output = Pipe()
+            locker.standardOutput = output
+            try locker.run()
+            let said = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+            try #require(said.hasPrefix("locked"), "the locking process did not lock: '\(said)'")
+            let refused = try await Self.post(client, "s", #"{"type":"ping","id":"during"}"#)
+            #expect(refused.status == .serviceUnavailable)
+            #expect(String(buffer: refused.body) == "cannot store the delivery: database error: database is locked\n")
+            locker.waitUntilExit()
+            let after = try await Self.post(client, "s", #"{"type":"ping","id":"during"}"#)
+            #expect(after.status == .accepted, "the resend after the lock was gone: \(String(buffer: after.body))")
+            #expect(await Server.eventually { Set(records.all.filter { $0.message == "ran" }.compactMap { $0.metadata["id"] }) == ["before", "during"] })
+        }
+    }
 }

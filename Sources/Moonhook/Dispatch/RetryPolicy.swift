@@ -16,7 +16,7 @@ public struct RetryPolicy: Sendable, Equatable {
     public init() {}
 
     /// What follows failure number `failures` (1 for the first): nil when the budget is spent.
-    func delay(afterFailure failures: Int, random: Double = Double.random(in: 0...1)) -> Duration? {
+    public func delay(afterFailure failures: Int, random: Double = Double.random(in: 0...1)) -> Duration? {
         guard failures <= retries else { return nil }
         let base = Double(delay.totalMilliseconds) * pow(factor, Double(failures - 1))
         let capped = min(base, Double(maxDelay.totalMilliseconds))

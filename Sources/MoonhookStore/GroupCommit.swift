@@ -11,7 +11,9 @@ import Synchronization
 /// few statements per item: on SQLite through SQLiteNIO, each statement costs more than its rows.
 ///
 /// A failed batch is not blamed on every caller: its jobs are run again one transaction each, so
-/// only the job that fails (or every job, when the database itself fails) gets the error.
+/// only the job that fails gets the error. When the transaction cannot even begin (the database is
+/// locked past the busy timeout, or unreadable), every job waiting then fails at once: they have
+/// waited as long as the batch did, and retrying each would make the last wait many timeouts.
 final class GroupCommit: Sendable {
     /// One caller's unit of work. Jobs with the same `kind` in one transaction run as one call of
     /// the first one's `work`, which returns one result per item, in order.
@@ -96,24 +98,40 @@ final class GroupCommit: Sendable {
             }
             if batch.isEmpty { return }
             switch await transaction(batch) {
-            case .success(let results):
+            case .committed(let results):
                 for (job, result) in zip(batch, results) { job.done(.success(result)) }
-            case .failure(let error) where batch.count == 1:
+            case .notBegun(let error):
+                let waiting = state.withLock { state in
+                    defer { state.queue.removeAll(keepingCapacity: true) }
+                    return state.queue
+                }
+                for job in batch + waiting { job.done(.failure(error)) }
+            case .failed(let error) where batch.count == 1:
                 batch[0].done(.failure(error))
-            case .failure:
+            case .failed:
                 for job in batch {
-                    job.done(await transaction([job]).map { $0[0] })
+                    switch await transaction([job]) {
+                    case .committed(let results): job.done(.success(results[0]))
+                    case .notBegun(let error), .failed(let error): job.done(.failure(error))
+                    }
                 }
             }
         }
     }
 
-    /// Runs `jobs` in one transaction: one result per job, once committed.
-    private func transaction(_ jobs: [Job]) async -> Result<[any Sendable], Error> {
+    private enum Outcome {
+        /// One result per job.
+        case committed([any Sendable])
+        case notBegun(Error)
+        case failed(Error)
+    }
+
+    /// Runs `jobs` in one transaction.
+    private func transaction(_ jobs: [Job]) async -> Outcome {
         do {
             _ = try await connection.query("BEGIN IMMEDIATE")
         } catch {
-            return .failure(Self.storeError(error))
+            return .notBegun(Self.storeError(error))
         }
         do {
             // Groups in the order of their first job; a job without a kind is a group of its own.
@@ -136,10 +154,10 @@ final class GroupCommit: Sendable {
                 for (index, value) in zip(indices, values) { results[index] = value }
             }
             _ = try await connection.query("COMMIT")
-            return .success(results.map { $0 ?? () })
+            return .committed(results.map { $0 ?? () })
         } catch {
             _ = try? await connection.query("ROLLBACK")
-            return .failure(Self.storeError(error))
+            return .failed(Self.storeError(error))
         }
     }
 

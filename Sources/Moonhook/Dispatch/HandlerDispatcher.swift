@@ -11,8 +11,10 @@ import Synchronization
 /// records done, retry (with backoff) or dead. At most `maxConcurrent` invocations run at once,
 /// and each source and handler can be held to fewer, so one slow handler cannot take every slot.
 ///
-/// Leases of the pairs it runs are renewed while they run; on graceful shutdown it stops claiming,
-/// finishes every invocation it started, records them, then returns.
+/// A delivery the receiver stores while there is room is stored already claimed and handed over
+/// directly (`reserve`, then `start`), so the common path costs no claim transaction. Leases of the
+/// pairs it runs are renewed while they run; on graceful shutdown it stops claiming, finishes every
+/// invocation it started, records them, then returns.
 public final class HandlerDispatcher: Service, Sendable {
     private let inbox: any DeliveryInbox
     private let sources: SourceDirectory
@@ -20,9 +22,18 @@ public final class HandlerDispatcher: Service, Sendable {
     private let settings: ServerConfiguration.DeliverySettings
     private let maxConcurrent: Int
     private let logger: Logger
-    private let stream: AsyncStream<Void>
-    private let signal: AsyncStream<Void>.Continuation
+    private let stream: AsyncStream<Signal>
+    private let signal: AsyncStream<Signal>.Continuation
     private let state = Mutex(State())
+    /// A wake is queued and not yet acted on: further wakes add nothing.
+    private let wakeQueued = Atomic(false)
+    /// Pairs may be waiting in the inbox for a free slot: a finished invocation should look.
+    private let backlog = Atomic(true)
+
+    private enum Signal {
+        case wake
+        case start([InboxTask])
+    }
 
     /// What the dispatcher has done so far.
     public struct Counters: Sendable, Equatable {
@@ -54,14 +65,57 @@ public final class HandlerDispatcher: Service, Sendable {
         self.settings = settings
         self.maxConcurrent = max(1, maxConcurrent)
         self.logger = logger
-        (stream, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        (stream, signal) = AsyncStream.makeStream(of: Signal.self)
     }
 
     public var counters: Counters { state.withLock { $0.counters } }
 
-    /// Asks for a look at the inbox now (a delivery was stored, a slot came free).
+    /// Asks for a look at the inbox now (a delivery was stored unclaimed, a replay was made).
     public func wake() {
-        signal.yield(())
+        backlog.store(true, ordering: .relaxed)
+        poke()
+    }
+
+    private func poke() {
+        if !wakeQueued.exchange(true, ordering: .acquiringAndReleasing) { signal.yield(.wake) }
+    }
+
+    /// Reserves a slot for each of `handlers` of a delivery from `source` about to be stored, if
+    /// all fit within the limits now; the caller then stores it claimed and calls `start`, or gives
+    /// the slots back with `cancel`.
+    public func reserve(source: String, handlers: [String]) -> Bool {
+        let catalog = sources.catalog
+        return state.withLock { state in
+            var trial = state
+            for handler in handlers {
+                guard Self.admit(TaskCandidate(delivery: 0, source: source, handler: handler), catalog: catalog, maxConcurrent: maxConcurrent, in: &trial) else {
+                    return false
+                }
+            }
+            state = trial
+            return true
+        }
+    }
+
+    /// Gives back what `reserve` took, for a delivery that was not stored (or was a duplicate).
+    public func cancel(source: String, handlers: [String]) {
+        state.withLock { state in
+            for handler in handlers { Self.unreserve(TaskCandidate(delivery: 0, source: source, handler: handler), in: &state) }
+        }
+    }
+
+    /// Runs pairs stored already claimed (attempt 1) in slots `reserve` gave.
+    public func start(_ tasks: [InboxTask]) {
+        state.withLock { state in
+            for task in tasks {
+                state.running[Key(delivery: task.delivery.seq, handler: task.handler)] = task.attempt
+                state.counters.inFlight += 1
+            }
+        }
+        if case .terminated = signal.yield(.start(tasks)) {
+            // Shutting down already: they run, here or elsewhere, once their lease runs out.
+            for task in tasks { release(task) }
+        }
     }
 
     public func run() async throws {
@@ -70,12 +124,20 @@ public final class HandlerDispatcher: Service, Sendable {
             background.addTask { await self.renewLeases() }
             await withGracefulShutdownHandler {
                 await withDiscardingTaskGroup { group in
-                    for await _ in stream {
-                        for task in await claim() {
+                    for await signal in stream {
+                        let tasks: [InboxTask]
+                        switch signal {
+                        case .wake:
+                            wakeQueued.store(false, ordering: .releasing)
+                            tasks = await claim()
+                        case .start(let started):
+                            tasks = started
+                        }
+                        for task in tasks {
                             group.addTask {
                                 await self.execute(task)
                                 self.release(task)
-                                self.wake()
+                                if self.backlog.load(ordering: .relaxed) { self.poke() }
                             }
                         }
                     }
@@ -91,7 +153,7 @@ public final class HandlerDispatcher: Service, Sendable {
     private func tick() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: settings.pollInterval)
-            wake()
+            poke()
         }
     }
 
@@ -138,7 +200,8 @@ public final class HandlerDispatcher: Service, Sendable {
                 state.counters.inFlight += 1
             }
         }
-        if !tasks.isEmpty { wake() }
+        // Fewer than there was room for: nothing more is due now (retries come with the tick).
+        if tasks.count < free { backlog.store(false, ordering: .relaxed) } else { poke() }
         return tasks
     }
 
@@ -152,25 +215,31 @@ public final class HandlerDispatcher: Service, Sendable {
             // A transaction run again calls this again: its earlier choice is given back first.
             for candidate in reservation.chosen.withLock({ $0 }) { Self.unreserve(candidate, in: &state) }
             var chosen: [TaskCandidate] = []
-            for candidate in candidates where chosen.count < free && state.claimed < maxConcurrent {
+            for candidate in candidates where chosen.count < free {
                 // Its lease ran out while this process still runs it (renewal fell behind): it is
                 // not run a second time alongside.
                 if state.running[Key(delivery: candidate.delivery, handler: candidate.handler)] != nil { continue }
-                let source = catalog.sources[candidate.source]
-                if let limit = source?.configuration.concurrency, state.perSource[candidate.source, default: 0] >= limit { continue }
-                if let limit = source?.handlers.first(where: { $0.path == candidate.handler })?.options.concurrency,
-                    state.perHandler[candidate.handler, default: 0] >= limit
-                {
-                    continue
-                }
-                state.perSource[candidate.source, default: 0] += 1
-                state.perHandler[candidate.handler, default: 0] += 1
-                state.claimed += 1
-                chosen.append(candidate)
+                if Self.admit(candidate, catalog: catalog, maxConcurrent: maxConcurrent, in: &state) { chosen.append(candidate) }
             }
             reservation.chosen.withLock { $0 = chosen }
             return chosen
         }
+    }
+
+    /// Takes a slot for `candidate` if the server's, its source's and its handler's limits allow.
+    private static func admit(_ candidate: TaskCandidate, catalog: SourceCatalog, maxConcurrent: Int, in state: inout State) -> Bool {
+        guard state.claimed < maxConcurrent else { return false }
+        let source = catalog.sources[candidate.source]
+        if let limit = source?.configuration.concurrency, state.perSource[candidate.source, default: 0] >= limit { return false }
+        if let limit = source?.handlers.first(where: { $0.path == candidate.handler })?.options.concurrency,
+            state.perHandler[candidate.handler, default: 0] >= limit
+        {
+            return false
+        }
+        state.perSource[candidate.source, default: 0] += 1
+        state.perHandler[candidate.handler, default: 0] += 1
+        state.claimed += 1
+        return true
     }
 
     private static func unreserve(_ candidate: TaskCandidate, in state: inout State) {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SQLiteNIO
 import Synchronization
 
@@ -20,7 +21,7 @@ final class GroupCommit: Sendable {
     struct Job: Sendable {
         let kind: String?
         let item: any Sendable
-        let work: @Sendable (SQLiteConnection, [any Sendable]) async throws -> [any Sendable]
+        let work: @Sendable (isolated WriterThread, [any Sendable]) async throws -> [any Sendable]
         let done: @Sendable (Result<any Sendable, Error>) -> Void
     }
 
@@ -29,6 +30,8 @@ final class GroupCommit: Sendable {
         var transactions = 0
         var jobs = 0
         var largestBatch = 0
+        /// Time spent in transactions, from BEGIN to COMMIT.
+        var busy: Duration = .zero
     }
 
     private struct State {
@@ -37,32 +40,32 @@ final class GroupCommit: Sendable {
         var statistics = Statistics()
     }
 
-    private let connection: SQLiteConnection
+    private let thread: WriterThread
     private let state = Mutex(State())
 
-    init(connection: SQLiteConnection) {
-        self.connection = connection
+    init(thread: WriterThread) {
+        self.thread = thread
     }
 
     var statistics: Statistics { state.withLock { $0.statistics } }
 
     /// Runs `body` in a shared write transaction; returns its result once the transaction committed.
     func perform<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
-        try await submit(kind: nil, item: ()) { connection, _ in [try await body(connection)] }
+        try await submit(kind: nil, item: ()) { writer, _ in [try await body(writer.connection)] }
     }
 
     /// Writes `item` in a shared write transaction, together with every other item of `kind`
     /// queued for the same transaction: `work` gets them all and returns one result per item.
     func perform<Item: Sendable, T: Sendable>(
-        kind: String, item: Item, _ work: @escaping @Sendable (SQLiteConnection, [Item]) async throws -> [T]
+        kind: String, item: Item, _ work: @escaping @Sendable (isolated WriterThread, [Item]) async throws -> [T]
     ) async throws -> T {
-        try await submit(kind: kind, item: item) { connection, items in
-            try await work(connection, items.map { $0 as! Item })
+        try await submit(kind: kind, item: item) { writer, items in
+            try await work(writer, items.map { $0 as! Item })
         }
     }
 
     private func submit<T: Sendable>(
-        kind: String?, item: any Sendable, _ work: @escaping @Sendable (SQLiteConnection, [any Sendable]) async throws -> [any Sendable]
+        kind: String?, item: any Sendable, _ work: @escaping @Sendable (isolated WriterThread, [any Sendable]) async throws -> [any Sendable]
     ) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
             let job = Job(kind: kind, item: item, work: work) { result in
@@ -78,11 +81,12 @@ final class GroupCommit: Sendable {
                 state.draining = true
                 return true
             }
-            if start { Task { await self.drain() } }
+            if start { Task { await self.drain(on: self.thread) } }
         }
     }
 
-    private func drain() async {
+    /// Runs on the writer's own thread (isolated to it), from the first statement to the last.
+    private func drain(on writer: isolated WriterThread) async {
         while true {
             let batch = state.withLock { state -> [Job] in
                 let batch = state.queue
@@ -97,7 +101,12 @@ final class GroupCommit: Sendable {
                 return batch
             }
             if batch.isEmpty { return }
-            switch await transaction(batch) {
+            let clock = ContinuousClock()
+            let started = clock.now
+            let outcome = await transaction(batch, on: writer)
+            let elapsed = clock.now - started
+            state.withLock { $0.statistics.busy += elapsed }
+            switch outcome {
             case .committed(let results):
                 for (job, result) in zip(batch, results) { job.done(.success(result)) }
             case .notBegun(let error):
@@ -110,7 +119,7 @@ final class GroupCommit: Sendable {
                 batch[0].done(.failure(error))
             case .failed:
                 for job in batch {
-                    switch await transaction([job]) {
+                    switch await transaction([job], on: writer) {
                     case .committed(let results): job.done(.success(results[0]))
                     case .notBegun(let error), .failed(let error): job.done(.failure(error))
                     }
@@ -127,9 +136,9 @@ final class GroupCommit: Sendable {
     }
 
     /// Runs `jobs` in one transaction.
-    private func transaction(_ jobs: [Job]) async -> Outcome {
+    private func transaction(_ jobs: [Job], on writer: isolated WriterThread) async -> Outcome {
         do {
-            _ = try await connection.query("BEGIN IMMEDIATE")
+            _ = try await writer.connection.query("BEGIN IMMEDIATE")
         } catch {
             return .notBegun(Self.storeError(error))
         }
@@ -147,16 +156,16 @@ final class GroupCommit: Sendable {
             }
             var results = [(any Sendable)?](repeating: nil, count: jobs.count)
             for indices in groups {
-                let values = try await jobs[indices[0]].work(connection, indices.map { jobs[$0].item })
+                let values = try await jobs[indices[0]].work(writer, indices.map { jobs[$0].item })
                 guard values.count == indices.count else {
                     throw StoreError(.database, "a batched write returned \(values.count) results for \(indices.count) items")
                 }
                 for (index, value) in zip(indices, values) { results[index] = value }
             }
-            _ = try await connection.query("COMMIT")
+            _ = try await writer.connection.query("COMMIT")
             return .committed(results.map { $0 ?? () })
         } catch {
-            _ = try? await connection.query("ROLLBACK")
+            _ = try? await writer.connection.query("ROLLBACK")
             return .failed(Self.storeError(error))
         }
     }
@@ -165,4 +174,20 @@ final class GroupCommit: Sendable {
         if let error = error as? SQLiteError { return StoreError(.database, "database error: \(error.message)") }
         return error
     }
+}
+
+/// The inbox writer's connection and the thread it runs on. Every inbox transaction runs isolated
+/// to this actor, whose executor is the connection's own event loop: between two statements of a
+/// transaction the writer never waits for a thread of the shared concurrency pool, which under
+/// load is busy with requests and would hold the database's write lock for its whole queue.
+actor WriterThread {
+    let connection: SQLiteConnection
+    private let loop: any EventLoop
+
+    init(connection: SQLiteConnection, loop: any EventLoop) {
+        self.connection = connection
+        self.loop = loop
+    }
+
+    nonisolated var unownedExecutor: UnownedSerialExecutor { loop.executor.asUnownedSerialExecutor() }
 }

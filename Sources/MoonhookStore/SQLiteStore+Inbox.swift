@@ -5,46 +5,83 @@ extension SQLiteStore: DeliveryInbox {
     static func milliseconds(_ date: Date) -> Int { Int((date.timeIntervalSince1970 * 1000).rounded()) }
     static func date(_ milliseconds: Int) -> Date { Date(timeIntervalSince1970: Double(milliseconds) / 1000) }
 
+    /// One `append` waiting for its transaction.
+    struct AppendItem: Sendable {
+        var delivery: InboxDelivery
+        var headers: String
+        var handlers: String
+        var retention: Int
+        var claimed: Bool
+        var lease: Int
+    }
+
     public func append(_ delivery: InboxDelivery, retention: Duration, claimed: Bool, lease: Duration) async throws -> AppendResult {
-        let headers = String(decoding: try JSONEncoder.sorted.encode(delivery.headers), as: UTF8.self)
-        return try await writer.perform { connection in
-            let now = Int(Self.now())
-            let insert = """
-                INSERT INTO deliveries (source, id, type, received_at, headers, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                ON CONFLICT (source, id) WHERE dedup = 1 DO NOTHING RETURNING seq
-                """
-            let binds: [SQLiteData] = [
-                .text(delivery.source), .text(delivery.id), .text(delivery.type), .integer(Self.milliseconds(delivery.receivedAt)),
-                .text(headers), .blob(ByteBuffer(bytes: delivery.body)),
-            ]
-            var rows = try await connection.query(insert, binds)
-            if rows.isEmpty {
-                let existing = try await connection.query(
-                    "SELECT seq, received_at FROM deliveries WHERE source = ?1 AND id = ?2 AND dedup = 1",
-                    [.text(delivery.source), .text(delivery.id)])
-                guard let row = existing.first, let seq = row.column("seq")?.integer, let received = row.column("received_at")?.integer else {
-                    throw StoreError(.database, "a delivery was neither stored nor found")
-                }
-                if received >= now - Int(retention.totalMilliseconds) {
-                    return .duplicate(seq: Int64(seq), receivedAt: Self.date(received))
-                }
-                // Accepted longer ago than the retention window: this one counts as new.
-                _ = try await connection.query("UPDATE deliveries SET dedup = 0 WHERE seq = ?1", [.integer(seq)])
-                rows = try await connection.query(insert, binds)
-            }
-            guard let seq = rows.first?.column("seq")?.integer else { throw StoreError(.database, "a delivery was not stored") }
-            if !delivery.handlers.isEmpty {
-                var sql = "INSERT INTO tasks (delivery, handler, source, status, attempts, due_at, lease_until, updated_at) VALUES "
-                var binds: [SQLiteData] = [.integer(seq), .text(delivery.source), .text(claimed ? "running" : "pending"), .integer(claimed ? 1 : 0), .integer(now)]
-                binds.append(claimed ? .integer(now + Int(lease.totalMilliseconds)) : .null)
-                for (index, handler) in delivery.handlers.enumerated() {
-                    sql += (index == 0 ? "" : ", ") + "(?1, ?\(binds.count + 1), ?2, ?3, ?4, ?5, ?6, ?5)"
-                    binds.append(.text(handler))
-                }
-                _ = try await connection.query(sql + " ON CONFLICT DO NOTHING", binds)
-            }
-            return .accepted(seq: Int64(seq))
+        let item = AppendItem(
+            delivery: delivery, headers: StoredJSON.object(delivery.headers), handlers: StoredJSON.array(delivery.handlers), retention: Int(retention.totalMilliseconds), claimed: claimed, lease: Int(lease.totalMilliseconds))
+        return try await writer.perform(kind: "append", item: item) { writer, items in
+            try await Self.append(items, on: writer)
         }
+    }
+
+    /// Stores a batch of deliveries with one multi-row statement (a trigger adds their pairs); only
+    /// ids that collide are looked at one by one.
+    static func append(_ items: [AppendItem], on writer: isolated WriterThread) async throws -> [AppendResult] {
+        let connection = writer.connection
+        let now = Int(Self.now())
+        var results = [AppendResult?](repeating: nil, count: items.count)
+        var seqs = [Int](repeating: 0, count: items.count)
+        for chunk in stride(from: 0, to: items.count, by: 500).map({ $0..<min($0 + 500, items.count) }) {
+            var binds: [SQLiteData] = []
+            for item in items[chunk] { binds += deliveryBinds(item) }
+            let rows = try await connection.query(
+                "INSERT INTO deliveries (source, id, type, received_at, headers, body, handlers, claimed_until) VALUES "
+                    + Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
+                    + " ON CONFLICT (source, id) WHERE dedup = 1 DO NOTHING RETURNING seq, source, id",
+                binds)
+            var inserted: [String: Int] = [:]
+            for row in rows {
+                guard let seq = row.column("seq")?.integer, let source = row.column("source")?.string, let id = row.column("id")?.string else { continue }
+                inserted[source + "\u{0}" + id] = seq
+            }
+            for index in chunk {
+                // RETURNING rows come in no set order: matched by (source, id); the first item with
+                // a key takes its row, a second one with the same key is looked up below.
+                if let seq = inserted.removeValue(forKey: items[index].delivery.source + "\u{0}" + items[index].delivery.id) {
+                    seqs[index] = seq
+                    results[index] = .accepted(seq: Int64(seq))
+                }
+            }
+        }
+        for index in items.indices where results[index] == nil {
+            let item = items[index]
+            let existing = try await connection.query(
+                "SELECT seq, received_at FROM deliveries WHERE source = ?1 AND id = ?2 AND dedup = 1",
+                [.text(item.delivery.source), .text(item.delivery.id)])
+            guard let row = existing.first, let seq = row.column("seq")?.integer, let received = row.column("received_at")?.integer else {
+                throw StoreError(.database, "a delivery was neither stored nor found")
+            }
+            if received >= now - item.retention {
+                results[index] = .duplicate(seq: Int64(seq), receivedAt: Self.date(received))
+                continue
+            }
+            // Accepted longer ago than the retention window: this one counts as new.
+            _ = try await connection.query("UPDATE deliveries SET dedup = 0 WHERE seq = ?1", [.integer(seq)])
+            let rows = try await connection.query(
+                "INSERT INTO deliveries (source, id, type, received_at, headers, body, handlers, claimed_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                deliveryBinds(item))
+            guard let stored = rows.first?.column("seq")?.integer else { throw StoreError(.database, "a delivery was not stored") }
+            seqs[index] = stored
+            results[index] = .accepted(seq: Int64(stored))
+        }
+        return results.map { $0! }
+    }
+
+    private static func deliveryBinds(_ item: AppendItem) -> [SQLiteData] {
+        [
+            .text(item.delivery.source), .text(item.delivery.id), .text(item.delivery.type), .integer(milliseconds(item.delivery.receivedAt)),
+            .text(item.headers), .blob(ByteBuffer(bytes: item.delivery.body)), .text(item.handlers),
+            item.claimed ? .integer(milliseconds(item.delivery.receivedAt) + item.lease) : .null,
+        ]
     }
 
     public func renew(_ pairs: [(delivery: Int64, handler: String, attempt: Int)], lease: Duration) async throws {
@@ -159,33 +196,62 @@ extension SQLiteStore: DeliveryInbox {
         return delivery
     }
 
+    /// One `finish` waiting for its transaction.
+    struct FinishItem: Sendable {
+        var task: InboxTask
+        var status: String
+        var due: Int
+        var error: String?
+        var failures: Int
+        var startedAt: Int
+        var finishedAt: Int
+        var logs: String
+    }
+
     public func finish(_ task: InboxTask, outcome: InboxOutcome, record: AttemptRecord) async throws -> Bool {
-        let logs = "[" + record.logs.joined(separator: ",") + "]"
-        return try await writer.perform { connection in
-            let now = Int(Self.now())
-            let (status, due, error, failures): (String, Int, String?, Int) =
-                switch outcome {
-                case .done: ("done", now, nil, task.failures)
-                case .retry(let at, let error): ("retry", Self.milliseconds(at), error, task.failures + 1)
-                case .dead(let error): ("dead", now, error, task.failures + 1)
-                }
-            let updated = try await connection.query(
-                """
-                UPDATE tasks SET status = ?1, due_at = ?2, last_error = ?3, failures = ?4, lease_until = NULL, updated_at = ?5
-                WHERE delivery = ?6 AND handler = ?7 AND status = 'running' AND attempts = ?8 RETURNING 1 AS mine
-                """,
-                [.text(status), .integer(due), error.map { .text($0) } ?? .null, .integer(failures), .integer(now),
-                 .integer(Int(task.delivery.seq)), .text(task.handler), .integer(task.attempt)])
-            guard !updated.isEmpty else { return false }
-            _ = try await connection.query(
-                """
-                INSERT INTO attempts (delivery, handler, attempt, started_at, finished_at, outcome, error, logs)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING
-                """,
-                [.integer(Int(task.delivery.seq)), .text(task.handler), .integer(task.attempt), .integer(Self.milliseconds(record.startedAt)),
-                 .integer(Self.milliseconds(record.finishedAt)), .text(status), error.map { .text($0) } ?? .null, .text(logs)])
-            return true
+        let now = Int(Self.now())
+        let (status, due, error, failures): (String, Int, String?, Int) =
+            switch outcome {
+            case .done: ("done", now, nil, task.failures)
+            case .retry(let at, let error): ("retry", Self.milliseconds(at), error, task.failures + 1)
+            case .dead(let error): ("dead", now, error, task.failures + 1)
+            }
+        let item = FinishItem(
+            task: task, status: status, due: due, error: error, failures: failures, startedAt: Self.milliseconds(record.startedAt),
+            finishedAt: Self.milliseconds(record.finishedAt), logs: "[" + record.logs.joined(separator: ",") + "]")
+        return try await writer.perform(kind: "finish", item: item) { writer, items in
+            try await Self.finish(items, on: writer)
         }
+    }
+
+    /// Records a batch of outcomes with one multi-row update of the pairs (a trigger writes the
+    /// attempts). An outcome whose pair is no longer running as that attempt is refused (false).
+    static func finish(_ items: [FinishItem], on writer: isolated WriterThread) async throws -> [Bool] {
+        let connection = writer.connection
+        var mine: Set<String> = []
+        for chunk in stride(from: 0, to: items.count, by: 300).map({ $0..<min($0 + 300, items.count) }) {
+            var binds: [SQLiteData] = []
+            for item in items[chunk] {
+                binds += [
+                    .integer(Int(item.task.delivery.seq)), .text(item.task.handler), .text(item.status), .integer(item.due),
+                    item.error.map { .text($0) } ?? .null, .integer(item.failures), .integer(item.task.attempt),
+                    .integer(item.startedAt), .integer(item.finishedAt), .text(item.logs),
+                ]
+            }
+            let rows = try await connection.query(
+                """
+                UPDATE tasks SET status = v.column3, due_at = v.column4, last_error = v.column5, failures = v.column6,
+                    lease_until = NULL, started_at = v.column8, updated_at = v.column9, logs = v.column10
+                FROM (VALUES \(Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ", "))) AS v
+                WHERE tasks.delivery = v.column1 AND tasks.handler = v.column2 AND tasks.status = 'running' AND tasks.attempts = v.column7
+                RETURNING tasks.delivery AS delivery, tasks.handler AS handler
+                """,
+                binds)
+            for row in rows {
+                if let delivery = row.column("delivery")?.integer, let handler = row.column("handler")?.string { mine.insert("\(delivery)\u{0}\(handler)") }
+            }
+        }
+        return items.map { mine.contains("\($0.task.delivery.seq)\u{0}\($0.task.handler)") }
     }
 
     public func resolved(_ task: InboxTask, handlers: [String]) async throws {
@@ -317,14 +383,5 @@ extension SQLiteStore: DeliveryInbox {
             total += count
             if count < 5000 { return total }
         }
-    }
-}
-
-extension JSONEncoder {
-    /// Keys sorted, slashes unescaped: stable text for stored JSON.
-    static var sorted: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
     }
 }

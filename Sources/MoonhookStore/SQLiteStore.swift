@@ -18,18 +18,20 @@ public final class SQLiteStore: Sendable {
     let writer: GroupCommit
     private let writerConnection: SQLiteConnection
     private let threads: [NIOThreadPool]
+    private let writerLoop: MultiThreadedEventLoopGroup
     public let path: String
 
-    private init(connection: SQLiteConnection, writerConnection: SQLiteConnection, threads: [NIOThreadPool], path: String) {
+    private init(connection: SQLiteConnection, writerConnection: SQLiteConnection, threads: [NIOThreadPool], writerLoop: MultiThreadedEventLoopGroup, path: String) {
         self.connection = connection
         self.writerConnection = writerConnection
-        self.writer = GroupCommit(connection: writerConnection)
+        self.writer = GroupCommit(thread: WriterThread(connection: writerConnection, loop: writerConnection.eventLoop))
         self.threads = threads
+        self.writerLoop = writerLoop
         self.path = path
     }
 
-    private static func connect(_ path: String, _ thread: NIOThreadPool, _ logger: Logger) async throws -> SQLiteConnection {
-        try await SQLiteConnection.open(storage: .file(path: path), threadPool: thread, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
+    private static func connect(_ path: String, _ thread: NIOThreadPool, _ loop: any EventLoop, _ logger: Logger) async throws -> SQLiteConnection {
+        try await SQLiteConnection.open(storage: .file(path: path), threadPool: thread, logger: logger, on: loop)
     }
 
     /// Opens (or creates) the database at `path` and brings its schema up to date. With `durable`
@@ -44,11 +46,15 @@ public final class SQLiteStore: Sendable {
         }
         let threads = [NIOThreadPool(numberOfThreads: 1), NIOThreadPool(numberOfThreads: 1)]
         for thread in threads { thread.start() }
-        func stopThreads() async { for thread in threads { try? await thread.shutdownGracefully() } }
+        let writerLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        func stopThreads() async {
+            for thread in threads { try? await thread.shutdownGracefully() }
+            try? await writerLoop.shutdownGracefully()
+        }
         let connection: SQLiteConnection
         let writerConnection: SQLiteConnection
         do {
-            connection = try await connect(path, threads[0], logger)
+            connection = try await connect(path, threads[0], MultiThreadedEventLoopGroup.singleton.any(), logger)
         } catch {
             await stopThreads()
             throw StoreError(.configuration, "cannot open the SQLite store at \(path): \(error)")
@@ -58,7 +64,7 @@ public final class SQLiteStore: Sendable {
             _ = try await connection.query("PRAGMA journal_mode=WAL")
             _ = try await connection.query("PRAGMA synchronous=FULL")
             try await SQLiteMigrations.apply(to: connection)
-            writerConnection = try await connect(path, threads[1], logger)
+            writerConnection = try await connect(path, threads[1], writerLoop.next(), logger)
         } catch {
             try? await connection.close()
             await stopThreads()
@@ -73,19 +79,21 @@ public final class SQLiteStore: Sendable {
             await stopThreads()
             throw StoreError(.database, "cannot prepare the SQLite store at \(path): \(error)")
         }
-        return SQLiteStore(connection: connection, writerConnection: writerConnection, threads: threads, path: path)
+        return SQLiteStore(connection: connection, writerConnection: writerConnection, threads: threads, writerLoop: writerLoop, path: path)
     }
 
     public func close() async {
         try? await connection.close()
         try? await writerConnection.close()
         for thread in threads { try? await thread.shutdownGracefully() }
+        try? await writerLoop.shutdownGracefully()
     }
 
-    /// How inbox writes were batched so far: transactions, writes, the largest batch.
-    public var groupCommitStatistics: (transactions: Int, writes: Int, largestBatch: Int) {
+    /// How inbox writes were batched so far: transactions, writes, the largest batch, and the time
+    /// spent in transactions.
+    public var groupCommitStatistics: (transactions: Int, writes: Int, largestBatch: Int, busy: Duration) {
         let statistics = writer.statistics
-        return (statistics.transactions, statistics.jobs, statistics.largestBatch)
+        return (statistics.transactions, statistics.jobs, statistics.largestBatch, statistics.busy)
     }
 
     /// The schema version the file is at.
@@ -121,7 +129,10 @@ enum SQLiteMigrations {
         """,
         // 2: the inbox. Times are Unix milliseconds. `dedup` is 1 while a delivery counts for
         // deduplication: a `respond: sync` delivery answered non-2xx, or one older than the
-        // retention window, gives its (source, id) back.
+        // retention window, gives its (source, id) back. Two triggers keep the hot path at one
+        // statement per batch each way: storing a delivery creates its pairs (from `handlers`,
+        // running and leased until `claimed_until` when the receiver hands it over at once), and
+        // recording an attempt's outcome on a pair writes the attempt's row.
         """
         CREATE TABLE deliveries (
             seq INTEGER PRIMARY KEY,
@@ -131,6 +142,8 @@ enum SQLiteMigrations {
             received_at INTEGER NOT NULL,
             headers TEXT NOT NULL,
             body BLOB NOT NULL,
+            handlers TEXT NOT NULL DEFAULT '[]',
+            claimed_until INTEGER,
             dedup INTEGER NOT NULL DEFAULT 1
         );
         CREATE UNIQUE INDEX deliveries_dedup ON deliveries (source, id) WHERE dedup = 1;
@@ -146,6 +159,8 @@ enum SQLiteMigrations {
             lease_until INTEGER,
             last_error TEXT,
             updated_at INTEGER NOT NULL,
+            started_at INTEGER,
+            logs TEXT,
             PRIMARY KEY (delivery, handler)
         );
         CREATE INDEX tasks_due ON tasks (due_at) WHERE status IN ('pending', 'retry');
@@ -162,8 +177,45 @@ enum SQLiteMigrations {
             logs TEXT NOT NULL,
             PRIMARY KEY (delivery, handler, attempt)
         ) WITHOUT ROWID;
+        CREATE TRIGGER deliveries_pairs AFTER INSERT ON deliveries BEGIN
+            INSERT INTO tasks (delivery, handler, source, status, attempts, due_at, lease_until, updated_at)
+            SELECT NEW.seq, value, NEW.source,
+                   CASE WHEN NEW.claimed_until IS NULL THEN 'pending' ELSE 'running' END,
+                   CASE WHEN NEW.claimed_until IS NULL THEN 0 ELSE 1 END,
+                   NEW.received_at, NEW.claimed_until, NEW.received_at
+            FROM json_each(NEW.handlers);
+        END;
+        CREATE TRIGGER tasks_attempts AFTER UPDATE OF status ON tasks
+        WHEN OLD.status = 'running' AND NEW.status IN ('done', 'retry', 'dead') AND NEW.logs IS NOT NULL BEGIN
+            INSERT INTO attempts (delivery, handler, attempt, started_at, finished_at, outcome, error, logs)
+            VALUES (NEW.delivery, NEW.handler, NEW.attempts, NEW.started_at, NEW.updated_at, NEW.status, NEW.last_error, NEW.logs)
+            ON CONFLICT DO NOTHING;
+            UPDATE tasks SET logs = NULL WHERE delivery = NEW.delivery AND handler = NEW.handler;
+        END;
         """,
     ]
+
+    /// A step's statements: split at each `;` that ends a line, except inside a trigger's
+    /// `BEGIN ... END;` body.
+    static func statements(_ step: String) -> [String] {
+        var statements: [String] = []
+        var current = ""
+        var inTrigger = false
+        for line in step.split(separator: "\n", omittingEmptySubsequences: false) {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            current += line + "\n"
+            if trimmed.hasPrefix("CREATE TRIGGER") { inTrigger = true }
+            guard trimmed.hasSuffix(";") else { continue }
+            if inTrigger && trimmed != "END;" { continue }
+            inTrigger = false
+            let statement = current.trimmingCharacters(in: .whitespacesAndNewlines)
+            statements.append(String(statement.dropLast()))
+            current = ""
+        }
+        let rest = current.trimmingCharacters(in: .whitespacesAndNewlines)
+        if !rest.isEmpty { statements.append(rest) }
+        return statements
+    }
 
     static func version(of connection: SQLiteConnection) async throws -> Int {
         let rows = try await connection.query("PRAGMA user_version")
@@ -191,7 +243,7 @@ enum SQLiteMigrations {
                 continue
             }
             do {
-                for statement in step.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) }) where !statement.isEmpty {
+                for statement in statements(step) {
                     _ = try await connection.query(statement)
                 }
                 _ = try await connection.query("PRAGMA user_version = \(index + 1)")

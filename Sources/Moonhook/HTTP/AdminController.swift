@@ -65,7 +65,10 @@ struct AdminController: Sendable {
             let batches = inbox.groupCommitStatistics
             return json([
                 "dispatcher": ["succeeded": counters.succeeded, "failed": counters.failed, "dead_lettered": counters.deadLettered, "in_flight": counters.inFlight],
-                "group_commit": ["transactions": batches.transactions, "writes": batches.writes, "largest_batch": batches.largestBatch],
+                "group_commit": [
+                    "transactions": batches.transactions, "writes": batches.writes, "largest_batch": batches.largestBatch,
+                    "busy_ms": batches.busy.totalMilliseconds,
+                ],
             ])
         }
     }

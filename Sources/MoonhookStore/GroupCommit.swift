@@ -8,11 +8,14 @@ import Synchronization
 /// whole batch, so durability costs latency once per batch rather than once per request.
 ///
 /// Work of the same kind in one batch (every append, every recorded outcome) is handed to one call
-/// with all of its items, so that it can be written with a few multi-row statements rather than a
-/// few statements per item: on SQLite through SQLiteNIO, each statement costs more than its rows.
+/// with all of its items, so that it can be written with one multi-row statement rather than a few
+/// statements per item: through SQLiteNIO each statement is two thread hand-offs, which on a busy
+/// machine cost more than the rows. Such work runs outside a transaction: each of its statements
+/// commits (and is fsynced) on its own, so it must keep the database consistent statement by
+/// statement. Other work runs in one transaction per batch.
 ///
-/// A failed batch is not blamed on every caller: its jobs are run again one transaction each, so
-/// only the job that fails gets the error. When the transaction cannot even begin (the database is
+/// A failed transaction is not blamed on every caller: its jobs are run again one transaction each,
+/// so only the job that fails gets the error. When the transaction cannot even begin (the database is
 /// locked past the busy timeout, or unreadable), every job waiting then fails at once: they have
 /// waited as long as the batch did, and retrying each would make the last wait many timeouts.
 final class GroupCommit: Sendable {
@@ -27,10 +30,10 @@ final class GroupCommit: Sendable {
 
     /// Batch sizes so far.
     struct Statistics: Sendable, Equatable {
-        var transactions = 0
+        var batches = 0
         var jobs = 0
         var largestBatch = 0
-        /// Time spent in transactions, from BEGIN to COMMIT.
+        /// Time spent writing batches.
         var busy: Duration = .zero
     }
 
@@ -54,8 +57,8 @@ final class GroupCommit: Sendable {
         try await submit(kind: nil, item: ()) { writer, _ in [try await body(writer.connection)] }
     }
 
-    /// Writes `item` in a shared write transaction, together with every other item of `kind`
-    /// queued for the same transaction: `work` gets them all and returns one result per item.
+    /// Writes `item` together with every other item of `kind` queued for the same batch: `work` gets
+    /// them all and returns one result per item. It runs outside a transaction (see above).
     func perform<Item: Sendable, T: Sendable>(
         kind: String, item: Item, _ work: @escaping @Sendable (isolated WriterThread, [Item]) async throws -> [T]
     ) async throws -> T {
@@ -94,7 +97,7 @@ final class GroupCommit: Sendable {
                 if batch.isEmpty {
                     state.draining = false
                 } else {
-                    state.statistics.transactions += 1
+                    state.statistics.batches += 1
                     state.statistics.jobs += batch.count
                     state.statistics.largestBatch = max(state.statistics.largestBatch, batch.count)
                 }
@@ -103,29 +106,75 @@ final class GroupCommit: Sendable {
             if batch.isEmpty { return }
             let clock = ContinuousClock()
             let started = clock.now
-            let outcome = await transaction(batch, on: writer)
+            await run(batch, on: writer)
             let elapsed = clock.now - started
             state.withLock { $0.statistics.busy += elapsed }
-            switch outcome {
-            case .committed(let results):
-                for (job, result) in zip(batch, results) { job.done(.success(result)) }
-            case .notBegun(let error):
-                let waiting = state.withLock { state in
-                    defer { state.queue.removeAll(keepingCapacity: true) }
-                    return state.queue
+        }
+    }
+
+    /// Runs one batch: each kind's items with one call of its `work` (its statements commit on
+    /// their own, so a kind costs one round trip to the database, not three), then the jobs
+    /// without a kind in one transaction.
+    private func run(_ batch: [Job], on writer: isolated WriterThread) async {
+        var kinds: [String: [Job]] = [:]
+        var order: [String] = []
+        var plain: [Job] = []
+        for job in batch {
+            guard let kind = job.kind else {
+                plain.append(job)
+                continue
+            }
+            if kinds[kind] == nil { order.append(kind) }
+            kinds[kind, default: []].append(job)
+        }
+        for kind in order {
+            let jobs = kinds[kind]!
+            do {
+                let values = try await jobs[0].work(writer, jobs.map(\.item))
+                guard values.count == jobs.count else {
+                    throw StoreError(.database, "a batched write returned \(values.count) results for \(jobs.count) items")
                 }
-                for job in batch + waiting { job.done(.failure(error)) }
-            case .failed(let error) where batch.count == 1:
-                batch[0].done(.failure(error))
-            case .failed:
-                for job in batch {
-                    switch await transaction([job], on: writer) {
-                    case .committed(let results): job.done(.success(results[0]))
-                    case .notBegun(let error), .failed(let error): job.done(.failure(error))
-                    }
+                for (job, value) in zip(jobs, values) { job.done(.success(value)) }
+            } catch {
+                let error = Self.storeError(error)
+                if Self.isLocked(error) {
+                    failAll(jobs + plain, error)
+                    return
+                }
+                for job in jobs { job.done(.failure(error)) }
+            }
+        }
+        if plain.isEmpty { return }
+        switch await transaction(plain, on: writer) {
+        case .committed(let results):
+            for (job, result) in zip(plain, results) { job.done(.success(result)) }
+        case .notBegun(let error):
+            failAll(plain, error)
+        case .failed(let error) where plain.count == 1:
+            plain[0].done(.failure(error))
+        case .failed:
+            for job in plain {
+                switch await transaction([job], on: writer) {
+                case .committed(let results): job.done(.success(results[0]))
+                case .notBegun(let error), .failed(let error): job.done(.failure(error))
                 }
             }
         }
+    }
+
+    /// Fails `jobs` and every job waiting behind them: the database stayed locked past the busy
+    /// timeout, and they have waited as long.
+    private func failAll(_ jobs: [Job], _ error: Error) {
+        let waiting = state.withLock { state in
+            defer { state.queue.removeAll(keepingCapacity: true) }
+            return state.queue
+        }
+        for job in jobs + waiting { job.done(.failure(error)) }
+    }
+
+    static func isLocked(_ error: Error) -> Bool {
+        let text = "\(error)"
+        return text.contains("database is locked") || text.contains("database table is locked") || text.contains("busy")
     }
 
     private enum Outcome {
@@ -143,27 +192,14 @@ final class GroupCommit: Sendable {
             return .notBegun(Self.storeError(error))
         }
         do {
-            // Groups in the order of their first job; a job without a kind is a group of its own.
-            var groups: [[Int]] = []
-            var groupOfKind: [String: Int] = [:]
-            for (index, job) in jobs.enumerated() {
-                if let kind = job.kind, let group = groupOfKind[kind] {
-                    groups[group].append(index)
-                    continue
-                }
-                if let kind = job.kind { groupOfKind[kind] = groups.count }
-                groups.append([index])
-            }
-            var results = [(any Sendable)?](repeating: nil, count: jobs.count)
-            for indices in groups {
-                let values = try await jobs[indices[0]].work(writer, indices.map { jobs[$0].item })
-                guard values.count == indices.count else {
-                    throw StoreError(.database, "a batched write returned \(values.count) results for \(indices.count) items")
-                }
-                for (index, value) in zip(indices, values) { results[index] = value }
+            var results: [any Sendable] = []
+            for job in jobs {
+                let values = try await job.work(writer, [job.item])
+                guard let value = values.first else { throw StoreError(.database, "a write returned no result") }
+                results.append(value)
             }
             _ = try await writer.connection.query("COMMIT")
-            return .committed(results.map { $0 ?? () })
+            return .committed(results)
         } catch {
             _ = try? await writer.connection.query("ROLLBACK")
             return .failed(Self.storeError(error))

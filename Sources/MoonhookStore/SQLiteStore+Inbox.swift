@@ -64,11 +64,20 @@ extension SQLiteStore: DeliveryInbox {
                 results[index] = .duplicate(seq: Int64(seq), receivedAt: Self.date(received))
                 continue
             }
-            // Accepted longer ago than the retention window: this one counts as new.
-            _ = try await connection.query("UPDATE deliveries SET dedup = 0 WHERE seq = ?1", [.integer(seq)])
-            let rows = try await connection.query(
-                "INSERT INTO deliveries (source, id, type, received_at, headers, body, handlers, claimed_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-                deliveryBinds(item))
+            // Accepted longer ago than the retention window: this one counts as new. Both
+            // statements in one transaction, so that the id is never free without the new row.
+            _ = try await connection.query("BEGIN IMMEDIATE")
+            let rows: [SQLiteRow]
+            do {
+                _ = try await connection.query("UPDATE deliveries SET dedup = 0 WHERE seq = ?1", [.integer(seq)])
+                rows = try await connection.query(
+                    "INSERT INTO deliveries (source, id, type, received_at, headers, body, handlers, claimed_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                    deliveryBinds(item))
+                _ = try await connection.query("COMMIT")
+            } catch {
+                _ = try? await connection.query("ROLLBACK")
+                throw error
+            }
             guard let stored = rows.first?.column("seq")?.integer else { throw StoreError(.database, "a delivery was not stored") }
             seqs[index] = stored
             results[index] = .accepted(seq: Int64(stored))

@@ -89,11 +89,11 @@ public final class SQLiteStore: Sendable {
         try? await writerLoop.shutdownGracefully()
     }
 
-    /// How inbox writes were batched so far: transactions, writes, the largest batch, and the time
-    /// spent in transactions.
-    public var groupCommitStatistics: (transactions: Int, writes: Int, largestBatch: Int, busy: Duration) {
+    /// How inbox writes were batched so far: batches, writes, the largest batch, and the time
+    /// spent writing.
+    public var groupCommitStatistics: (batches: Int, writes: Int, largestBatch: Int, busy: Duration) {
         let statistics = writer.statistics
-        return (statistics.transactions, statistics.jobs, statistics.largestBatch, statistics.busy)
+        return (statistics.batches, statistics.jobs, statistics.largestBatch, statistics.busy)
     }
 
     /// The schema version the file is at.

@@ -125,7 +125,7 @@ struct InboxTests {
         await store.close()
     }
 
-    /// Concurrent appends share transactions, and every one of them is stored.
+    /// Concurrent appends share batches, and every one of them is stored.
     @Test func concurrentAppendsAreGroupCommitted() async throws {
         let temporary = TemporaryStore()
         defer { temporary.remove() }
@@ -140,7 +140,7 @@ struct InboxTests {
         }
         let statistics = store.groupCommitStatistics
         #expect(statistics.writes == 400)
-        #expect(statistics.transactions < 400, "no two appends shared a transaction: \(statistics)")
+        #expect(statistics.batches < 400, "no two appends shared a batch: \(statistics)")
         #expect(try await store.list(DeliveryFilter(limit: 1000)).count == 400)
         #expect(try await store.purge(before: Date().addingTimeInterval(60), onlyFinished: true) == 0, "unfinished deliveries were pruned")
         #expect(try await store.purge(before: Date().addingTimeInterval(60), onlyFinished: false) == 400)

@@ -66,7 +66,7 @@ struct AdminController: Sendable {
             return json([
                 "dispatcher": ["succeeded": counters.succeeded, "failed": counters.failed, "dead_lettered": counters.deadLettered, "in_flight": counters.inFlight],
                 "group_commit": [
-                    "transactions": batches.transactions, "writes": batches.writes, "largest_batch": batches.largestBatch,
+                    "batches": batches.batches, "writes": batches.writes, "largest_batch": batches.largestBatch,
                     "busy_ms": batches.busy.totalMilliseconds,
                 ],
             ])

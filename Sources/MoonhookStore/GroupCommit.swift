@@ -127,7 +127,8 @@ final class GroupCommit: Sendable {
             if kinds[kind] == nil { order.append(kind) }
             kinds[kind, default: []].append(job)
         }
-        for kind in order {
+        // Appends first: a sender's request waits on them, nobody waits on the rest.
+        for kind in order.sorted(by: { ($0 == Self.firstKind ? 0 : 1) < ($1 == Self.firstKind ? 0 : 1) }) {
             let jobs = kinds[kind]!
             do {
                 let values = try await jobs[0].work(writer, jobs.map(\.item))
@@ -171,6 +172,9 @@ final class GroupCommit: Sendable {
         }
         for job in jobs + waiting { job.done(.failure(error)) }
     }
+
+    /// The kind written first in a batch.
+    static let firstKind = "append"
 
     static func isLocked(_ error: Error) -> Bool {
         let text = "\(error)"

@@ -23,11 +23,6 @@ final class GroupCommit: Sendable {
     /// the first one's `work`, which returns one result per item, in order.
     struct Job: Sendable {
         let kind: String?
-        /// May wait for a later batch (up to `deferral`) while other work is queued: nobody is
-        /// waiting on it, and writing it with the next lull keeps statements off the path of
-        /// work somebody waits for.
-        var deferrable = false
-        var queuedAt = ContinuousClock.now
         let item: any Sendable
         let work: @Sendable (isolated WriterThread, [any Sendable]) async throws -> [any Sendable]
         let done: @Sendable (Result<any Sendable, Error>) -> Void
@@ -63,29 +58,26 @@ final class GroupCommit: Sendable {
     }
 
     /// Writes `item` together with every other item of `kind` queued for the same batch: `work` gets
-    /// them all and returns one result per item. It runs outside a transaction (see above). A
-    /// `deferrable` item may wait up to `deferral` for a batch with nothing more urgent.
+    /// them all and returns one result per item. It runs outside a transaction (see above).
     func perform<Item: Sendable, T: Sendable>(
-        kind: String, item: Item, deferrable: Bool = false, _ work: @escaping @Sendable (isolated WriterThread, [Item]) async throws -> [T]
+        kind: String, item: Item, _ work: @escaping @Sendable (isolated WriterThread, [Item]) async throws -> [T]
     ) async throws -> T {
-        try await submit(kind: kind, item: item, deferrable: deferrable) { writer, items in
+        try await submit(kind: kind, item: item) { writer, items in
             try await work(writer, items.map { $0 as! Item })
         }
     }
 
     private func submit<T: Sendable>(
-        kind: String?, item: any Sendable, deferrable: Bool = false,
-        _ work: @escaping @Sendable (isolated WriterThread, [any Sendable]) async throws -> [any Sendable]
+        kind: String?, item: any Sendable, _ work: @escaping @Sendable (isolated WriterThread, [any Sendable]) async throws -> [any Sendable]
     ) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
-            var job = Job(kind: kind, item: item, work: work) { result in
+            let job = Job(kind: kind, item: item, work: work) { result in
                 switch result {
                 case .success(let value as T): continuation.resume(returning: value)
                 case .success: continuation.resume(throwing: StoreError(.database, "a write returned the wrong kind of result"))
                 case .failure(let error): continuation.resume(throwing: error)
                 }
             }
-            job.deferrable = deferrable
             let start = state.withLock { state -> Bool in
                 state.queue.append(job)
                 guard !state.draining else { return false }
@@ -100,16 +92,8 @@ final class GroupCommit: Sendable {
     private func drain(on writer: isolated WriterThread) async {
         while true {
             let batch = state.withLock { state -> [Job] in
-                // Deferrable work waits while there is other work, unless it has waited long enough.
-                let now = ContinuousClock.now
-                let urgent = state.queue.contains { !$0.deferrable }
-                let flushDeferred = !urgent || state.queue.contains { $0.deferrable && now - $0.queuedAt >= Self.deferral }
-                let batch = flushDeferred ? state.queue : state.queue.filter { !$0.deferrable }
-                if flushDeferred {
-                    state.queue.removeAll(keepingCapacity: true)
-                } else {
-                    state.queue.removeAll { !$0.deferrable }
-                }
+                let batch = state.queue
+                state.queue.removeAll(keepingCapacity: true)
                 if batch.isEmpty {
                     state.draining = false
                 } else {
@@ -188,9 +172,6 @@ final class GroupCommit: Sendable {
         }
         for job in jobs + waiting { job.done(.failure(error)) }
     }
-
-    /// How long deferrable work may wait for a batch of its own.
-    static let deferral: Duration = .milliseconds(50)
 
     /// The kind written first in a batch.
     static let firstKind = "append"

@@ -228,8 +228,7 @@ extension SQLiteStore: DeliveryInbox {
         let item = FinishItem(
             task: task, status: status, due: due, error: error, failures: failures, startedAt: Self.milliseconds(record.startedAt),
             finishedAt: Self.milliseconds(record.finishedAt), logs: "[" + record.logs.joined(separator: ",") + "]")
-        // Deferrable: a sender's request never waits on an outcome being recorded.
-        return try await writer.perform(kind: "finish", item: item, deferrable: true) { writer, items in
+        return try await writer.perform(kind: "finish", item: item) { writer, items in
             try await Self.finish(items, on: writer)
         }
     }

@@ -55,8 +55,12 @@ struct CrashTests {
         func start() async throws -> (MoonhookProcess, String) {
             let server = try MoonhookProcess(arguments, environment: ["MOONHOOK_LOG_LEVEL": "notice"])
             let logs = LogLines(server.stderr)
-            let address = try #require(await logs.first("moonhook listening"), "server did not start: \(logs.all)")["address"]
-            return (server, try #require(address))
+            guard let address = await logs.first("moonhook listening")?["address"] else {
+                kill(server.process.processIdentifier, SIGKILL)
+                server.process.waitUntilExit()
+                throw CrashTestError(message: "server did not start: \(logs.all)")
+            }
+            return (server, address)
         }
 
         func underLoad(_ address: String, for time: Duration) async {
@@ -123,4 +127,9 @@ struct CrashTests {
         print("crash test: \(acknowledged.count) acknowledged, \(refused.count) refused, \(twice) run more than once (killed mid-run)")
         await reader.close()
     }
+}
+
+struct CrashTestError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
 }

@@ -110,13 +110,14 @@ struct ProcessTests {
         try handlers.write("counter/hit.lua", "return function() kv.incr('hits') end")
         let store = handlers.folder.appending(path: "shared.sqlite").path
         var servers: [(MoonhookProcess, String)] = []
+        defer { for (server, _) in servers { kill(server.process.processIdentifier, SIGKILL) } }
         for _ in 0..<2 {
             let server = try MoonhookProcess(["serve", "--handlers", handlers.folder.path, "--listen", "127.0.0.1:0", "--store", "sqlite:" + store])
             let logs = LogLines(server.stderr)
-            let address = try #require(await logs.first("moonhook listening")?["address"])
-            servers.append((server, address))
+            let address = await logs.first("moonhook listening")?["address"]
+            servers.append((server, address ?? ""))
+            try #require(address != nil, "server did not start: \(logs.all)")
         }
-        defer { for (server, _) in servers { kill(server.process.processIdentifier, SIGKILL) } }
         let addresses = servers.map(\.1)
         let accepted = try await withThrowingTaskGroup(of: Int.self) { group in
             for address in addresses {

@@ -42,10 +42,13 @@ public enum LuaHostFunction {
 public struct LuaInvocationInfo: Sendable {
     /// The handler's path relative to the handlers folder.
     public var handlerPath: String
-    /// Host-defined per-invocation state (the event's source, a log collector, ...).
-    public var context: (any Sendable)?
+    /// Host-defined per-invocation state (the event's source, a log collector, ...). A class
+    /// reference, not any value: this is copied into the async frames of every waiting
+    /// invocation, and a value existential's 40 bytes there cost about 1 KiB of memory per
+    /// suspended invocation (docs/benchmarks.md).
+    public var context: (any AnyObject & Sendable)?
 
-    public init(handlerPath: String, context: (any Sendable)? = nil) {
+    public init(handlerPath: String, context: (any AnyObject & Sendable)? = nil) {
         self.handlerPath = handlerPath
         self.context = context
     }

@@ -29,7 +29,6 @@ extension SQLiteStore: DeliveryInbox {
         let connection = writer.connection
         let now = Int(Self.now())
         var results = [AppendResult?](repeating: nil, count: items.count)
-        var seqs = [Int](repeating: 0, count: items.count)
         for chunk in stride(from: 0, to: items.count, by: 500).map({ $0..<min($0 + 500, items.count) }) {
             var binds: [SQLiteData] = []
             for item in items[chunk] { binds += deliveryBinds(item) }
@@ -47,7 +46,6 @@ extension SQLiteStore: DeliveryInbox {
                 // RETURNING rows come in no set order: matched by (source, id); the first item with
                 // a key takes its row, a second one with the same key is looked up below.
                 if let seq = inserted.removeValue(forKey: items[index].delivery.source + "\u{0}" + items[index].delivery.id) {
-                    seqs[index] = seq
                     results[index] = .accepted(seq: Int64(seq))
                 }
             }
@@ -64,22 +62,14 @@ extension SQLiteStore: DeliveryInbox {
                 results[index] = .duplicate(seq: Int64(seq), receivedAt: Self.date(received))
                 continue
             }
-            // Accepted longer ago than the retention window: this one counts as new. Both
-            // statements in one transaction, so that the id is never free without the new row.
-            _ = try await connection.query("BEGIN IMMEDIATE")
-            let rows: [SQLiteRow]
-            do {
-                _ = try await connection.query("UPDATE deliveries SET dedup = 0 WHERE seq = ?1", [.integer(seq)])
-                rows = try await connection.query(
-                    "INSERT INTO deliveries (source, id, type, received_at, headers, body, handlers, claimed_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-                    deliveryBinds(item))
-                _ = try await connection.query("COMMIT")
-            } catch {
-                _ = try? await connection.query("ROLLBACK")
-                throw error
-            }
+            // Accepted longer ago than the retention window: this one counts as new. Should the
+            // insert fail after the old row gave its id back, the sender is answered 503 and its
+            // resend is stored then: the old row was past deduplicating anyway.
+            _ = try await connection.query("UPDATE deliveries SET dedup = 0 WHERE seq = ?1", [.integer(seq)])
+            let rows = try await connection.query(
+                "INSERT INTO deliveries (source, id, type, received_at, headers, body, handlers, claimed_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                deliveryBinds(item))
             guard let stored = rows.first?.column("seq")?.integer else { throw StoreError(.database, "a delivery was not stored") }
-            seqs[index] = stored
             results[index] = .accepted(seq: Int64(stored))
         }
         return results.map { $0! }
@@ -361,12 +351,12 @@ extension SQLiteStore: DeliveryInbox {
             case .dead(let filter):
                 let rows = try await connection.query(
                     """
-                    UPDATE tasks SET status = 'pending', due_at = ?4, failures = 0, updated_at = ?4
+                    UPDATE tasks SET status = 'pending', due_at = ?3, failures = 0, updated_at = ?3
                     WHERE status = 'dead' AND delivery IN (
                         SELECT seq FROM deliveries WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR received_at >= ?2))
                     RETURNING delivery
                     """,
-                    [filter.source.map { .text($0) } ?? .null, filter.since.map { .integer(Self.milliseconds($0)) } ?? .null, .null, .integer(now)])
+                    [filter.source.map { .text($0) } ?? .null, filter.since.map { .integer(Self.milliseconds($0)) } ?? .null, .integer(now)])
                 return Set(rows.compactMap { $0.column("delivery")?.integer }).count
             }
         }

@@ -72,17 +72,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            var filter = DeliveryFilter(source: source, limit: limit)
-            if let status {
-                guard let value = DeliveryReport.status(status) else {
-                    throw ValidationError("--status must be one of \(TaskStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                filter.status = value
-            }
-            if let since {
-                guard let date = DeliveryReport.time(since) else { throw ValidationError("--since must be a duration (2h) or an ISO 8601 time") }
-                filter.since = date
-            }
+            let filter = try await usage { try DeliveryReport.filter(status: status, source: source, since: since, limit: String(limit), prefix: "--") }
             let list = try await options.withStore { try await $0.list(filter) }
             if json {
                 for summary in list { print(DeliveryReport.text(DeliveryReport.summary(summary))) }
@@ -136,11 +126,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            var filter = DeliveryFilter(status: .dead, source: source)
-            if let since {
-                guard let date = DeliveryReport.time(since) else { throw ValidationError("--since must be a duration (2h) or an ISO 8601 time") }
-                filter.since = date
-            }
+            let filter = try await usage { try DeliveryReport.filter(status: nil, source: source, since: since, limit: nil, defaultStatus: .dead, prefix: "--") }
             let count = try await options.withStore { store in
                 if let delivery {
                     let count = try await store.replay(.delivery(try await lookup(delivery, store)))
@@ -169,9 +155,14 @@ struct DeliveriesCommand: AsyncParsableCommand {
 }
 
 private func lookup(_ argument: String, _ store: SQLiteStore) async throws -> Int64 {
+    try await usage { try await DeliveryReport.resolve(argument, in: store) }
+}
+
+/// Runs `body`; a delivery or filter it cannot make out is the command's usage error.
+private func usage<T>(_ body: () async throws -> T) async throws -> T {
     do {
-        return try await DeliveryReport.resolve(argument, in: store)
-    } catch let error as DeliveryLookupError {
+        return try await body()
+    } catch let error as DeliveryQueryError {
         throw ValidationError(error.message)
     }
 }

@@ -11,8 +11,28 @@ public enum DeliveryReport {
         return try? Date(text, strategy: Date.ISO8601FormatStyle())
     }
 
-    /// A `--status` value.
-    public static func status(_ text: String) -> TaskStatus? { TaskStatus(rawValue: text) }
+    /// The filter an operator wrote as `status`, `source`, `since` and `limit` (flags or query
+    /// parameters; `prefix` is how the caller's parameters are written, for the error).
+    public static func filter(
+        status: String?, source: String?, since: String?, limit: String?, defaultStatus: TaskStatus? = nil, prefix: String = ""
+    ) throws(DeliveryQueryError) -> DeliveryFilter {
+        var filter = DeliveryFilter(status: defaultStatus, source: source)
+        if let status {
+            guard let value = TaskStatus(rawValue: status) else {
+                throw DeliveryQueryError(message: "\(prefix)status must be one of \(TaskStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            filter.status = value
+        }
+        if let since {
+            guard let date = time(since) else { throw DeliveryQueryError(message: "\(prefix)since must be a duration (2h) or an ISO 8601 time") }
+            filter.since = date
+        }
+        if let limit {
+            guard let count = Int(limit), count > 0 else { throw DeliveryQueryError(message: "\(prefix)limit must be a positive whole number") }
+            filter.limit = count
+        }
+        return filter
+    }
 
     public static func summary(_ summary: DeliverySummary) -> [String: Any] {
         [
@@ -60,16 +80,16 @@ public enum DeliveryReport {
     public static func resolve(_ argument: String, in inbox: any DeliveryInbox) async throws -> Int64 {
         if let seq = Int64(argument) { return seq }
         let found = try await inbox.find(id: argument)
-        guard let first = found.first else { throw DeliveryLookupError(message: "no delivery with id '\(argument)'") }
+        guard let first = found.first else { throw DeliveryQueryError(message: "no delivery with id '\(argument)'") }
         guard found.count == 1 else {
-            throw DeliveryLookupError(message: "id '\(argument)' names \(found.count) deliveries (\(found.map(String.init).joined(separator: ", "))); give the number")
+            throw DeliveryQueryError(message: "id '\(argument)' names \(found.count) deliveries (\(found.map(String.init).joined(separator: ", "))); give the number")
         }
         return first
     }
 }
 
-/// A delivery that `show` or `replay` cannot find.
-public struct DeliveryLookupError: Error, CustomStringConvertible {
+/// A delivery that `show` or `replay` cannot find, or a filter that cannot be read.
+public struct DeliveryQueryError: Error, CustomStringConvertible {
     public let message: String
     public var description: String { message }
 }

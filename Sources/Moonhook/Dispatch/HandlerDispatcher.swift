@@ -82,15 +82,15 @@ public final class HandlerDispatcher: Service, Sendable {
 
     /// Reserves a slot for each of `handlers` of a delivery from `source` about to be stored, if
     /// all fit within the limits now; the caller then stores it claimed and calls `start`, or gives
-    /// the slots back with `cancel`.
-    public func reserve(source: String, handlers: [String]) -> Bool {
-        let catalog = sources.catalog
-        return state.withLock { state in
+    /// the slots back with `cancel`. Takes the source and handlers the receiver resolved, so that
+    /// a request costs no catalog lookup here.
+    public func reserve(source: Source, handlers: [LoadedHandler]) -> Bool {
+        state.withLock { state in
             var trial = state
             for handler in handlers {
-                guard Self.admit(TaskCandidate(delivery: 0, source: source, handler: handler), catalog: catalog, maxConcurrent: maxConcurrent, in: &trial) else {
-                    return false
-                }
+                let candidate = TaskCandidate(delivery: 0, source: source.name, handler: handler.path)
+                let limits = (source: source.configuration.concurrency, handler: handler.options.concurrency)
+                guard Self.admit(candidate, limits: limits, maxConcurrent: maxConcurrent, in: &trial) else { return false }
             }
             state = trial
             return true
@@ -107,10 +107,7 @@ public final class HandlerDispatcher: Service, Sendable {
     /// Runs pairs stored already claimed (attempt 1) in slots `reserve` gave.
     public func start(_ tasks: [InboxTask]) {
         state.withLock { state in
-            for task in tasks {
-                state.running[Key(delivery: task.delivery.seq, handler: task.handler)] = task.attempt
-                state.counters.inFlight += 1
-            }
+            for task in tasks { Self.track(task, in: &state) }
         }
         if case .terminated = signal.yield(.start(tasks)) {
             // Shutting down already: they run, here or elsewhere, once their lease runs out.
@@ -195,10 +192,7 @@ public final class HandlerDispatcher: Service, Sendable {
         }
         state.withLock { state in
             for candidate in unclaimed { Self.unreserve(candidate, in: &state) }
-            for task in tasks {
-                state.running[Key(delivery: task.delivery.seq, handler: task.handler)] = task.attempt
-                state.counters.inFlight += 1
-            }
+            for task in tasks { Self.track(task, in: &state) }
         }
         // Fewer than there was room for: nothing more is due now (retries come with the tick).
         if tasks.count < free { backlog.store(false, ordering: .relaxed) } else { poke() }
@@ -219,7 +213,9 @@ public final class HandlerDispatcher: Service, Sendable {
                 // Its lease ran out while this process still runs it (renewal fell behind): it is
                 // not run a second time alongside.
                 if state.running[Key(delivery: candidate.delivery, handler: candidate.handler)] != nil { continue }
-                if Self.admit(candidate, catalog: catalog, maxConcurrent: maxConcurrent, in: &state) { chosen.append(candidate) }
+                let source = catalog.sources[candidate.source]
+                let limits = (source: source?.configuration.concurrency, handler: source?.handler(at: candidate.handler)?.options.concurrency)
+                if Self.admit(candidate, limits: limits, maxConcurrent: maxConcurrent, in: &state) { chosen.append(candidate) }
             }
             reservation.chosen.withLock { $0 = chosen }
             return chosen
@@ -227,15 +223,12 @@ public final class HandlerDispatcher: Service, Sendable {
     }
 
     /// Takes a slot for `candidate` if the server's, its source's and its handler's limits allow.
-    private static func admit(_ candidate: TaskCandidate, catalog: SourceCatalog, maxConcurrent: Int, in state: inout State) -> Bool {
+    private static func admit(
+        _ candidate: TaskCandidate, limits: (source: Int?, handler: Int?), maxConcurrent: Int, in state: inout State
+    ) -> Bool {
         guard state.claimed < maxConcurrent else { return false }
-        let source = catalog.sources[candidate.source]
-        if let limit = source?.configuration.concurrency, state.perSource[candidate.source, default: 0] >= limit { return false }
-        if let limit = source?.handlers.first(where: { $0.path == candidate.handler })?.options.concurrency,
-            state.perHandler[candidate.handler, default: 0] >= limit
-        {
-            return false
-        }
+        if let limit = limits.source, state.perSource[candidate.source, default: 0] >= limit { return false }
+        if let limit = limits.handler, state.perHandler[candidate.handler, default: 0] >= limit { return false }
         state.perSource[candidate.source, default: 0] += 1
         state.perHandler[candidate.handler, default: 0] += 1
         state.claimed += 1
@@ -248,11 +241,22 @@ public final class HandlerDispatcher: Service, Sendable {
         state.claimed -= 1
     }
 
+    /// Counts a pair as running here: its lease is renewed until `untrack`.
+    private static func track(_ task: InboxTask, in state: inout State) {
+        state.running[Key(delivery: task.delivery.seq, handler: task.handler)] = task.attempt
+        state.counters.inFlight += 1
+    }
+
+    private static func untrack(_ task: InboxTask, in state: inout State) {
+        state.running[Key(delivery: task.delivery.seq, handler: task.handler)] = nil
+        state.counters.inFlight -= 1
+    }
+
+    /// Ends a pair run in a reserved slot: the slot and the lease go.
     private func release(_ task: InboxTask) {
         state.withLock { state in
             Self.unreserve(TaskCandidate(delivery: task.delivery.seq, source: task.delivery.source, handler: task.handler), in: &state)
-            state.running[Key(delivery: task.delivery.seq, handler: task.handler)] = nil
-            state.counters.inFlight -= 1
+            Self.untrack(task, in: &state)
         }
     }
 
@@ -260,17 +264,8 @@ public final class HandlerDispatcher: Service, Sendable {
     /// and records the outcome; a failure is dead-lettered at once, since the sender is answered
     /// with it and will resend. Returns the handler's outcome.
     public func runClaimed(_ task: InboxTask) async -> LuaOutcome {
-        let key = Key(delivery: task.delivery.seq, handler: task.handler)
-        state.withLock {
-            $0.running[key] = task.attempt
-            $0.counters.inFlight += 1
-        }
-        defer {
-            state.withLock {
-                $0.running[key] = nil
-                $0.counters.inFlight -= 1
-            }
-        }
+        state.withLock { Self.track(task, in: &$0) }
+        defer { state.withLock { Self.untrack(task, in: &$0) } }
         return await attempt(task, retrying: false)
     }
 
@@ -299,12 +294,13 @@ public final class HandlerDispatcher: Service, Sendable {
         logger[metadataKey: "handler.path"] = "\(task.handler)"
         logger[metadataKey: "attempt"] = "\(task.attempt)"
         let source = sources.source(named: task.delivery.source)
+        let handler = source?.handler(at: task.handler)
         let started = Date()
         let clock = ContinuousClock()
         let start = clock.now
         let outcome: LuaOutcome
         var lines: [String] = []
-        if let source, let handler = source.handlers.first(where: { $0.path == task.handler }) {
+        if let source, let handler {
             let context = HandlerContext(source: task.delivery.source, logger: logger, redactions: source.redactions)
             let event = HandlerEvent(task)
             outcome = await pool.invoke(handler, arguments: [event.luaValue], info: LuaInvocationInfo(handlerPath: handler.path, context: context))
@@ -323,7 +319,7 @@ public final class HandlerDispatcher: Service, Sendable {
             logger.debug("handler succeeded", metadata: ["duration.ms": "\(elapsed.totalMilliseconds)"])
         case .failure(let error):
             var policy = source?.configuration.retry ?? RetryPolicy()
-            if let options = source?.handlers.first(where: { $0.path == task.handler })?.options { policy = policy.overridden(by: options) }
+            if let options = handler?.options { policy = policy.overridden(by: options) }
             if retrying, let delay = policy.delay(afterFailure: task.failures + 1) {
                 let at = Date().addingTimeInterval(Double(delay.totalMilliseconds) / 1000)
                 result = .retry(at: at, error: error.message)

@@ -75,22 +75,15 @@ struct AdminController: Sendable {
 
     private func filter(_ request: Request, defaultStatus: TaskStatus?) throws -> DeliveryFilter {
         let query = request.uri.queryParameters
-        var filter = DeliveryFilter(status: defaultStatus, source: query.get("source"))
-        if let text = query.get("status") {
-            guard let status = DeliveryReport.status(text) else {
-                throw HTTPFailure(.badRequest, "status must be one of \(TaskStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            filter.status = status
+        do {
+            var filter = try DeliveryReport.filter(
+                status: query.get("status"), source: query.get("source"), since: query.get("since"), limit: query.get("limit"),
+                defaultStatus: defaultStatus)
+            filter.limit = min(filter.limit, 10_000)
+            return filter
+        } catch {
+            throw HTTPFailure(.badRequest, error.message)
         }
-        if let text = query.get("since") {
-            guard let since = DeliveryReport.time(text) else { throw HTTPFailure(.badRequest, "since must be a duration (2h) or an ISO 8601 time") }
-            filter.since = since
-        }
-        if let text = query.get("limit") {
-            guard let limit = Int(text), limit > 0 else { throw HTTPFailure(.badRequest, "limit must be a positive whole number") }
-            filter.limit = min(limit, 10_000)
-        }
-        return filter
     }
 
     private func seq(_ context: BasicRequestContext) throws -> Int64 {

@@ -71,8 +71,8 @@ public func buildApplication(
 }
 
 /// Owns the Lua workers and the store for the life of the server: once a minute purges expired keys
-/// and deletes finished deliveries older than the retention window; shuts both down after every service after it in the group (the dispatcher, the server) has
-/// stopped.
+/// and deletes finished deliveries older than the retention window; shuts both down after every
+/// service after it in the group (the dispatcher, the server) has stopped.
 struct RuntimeService: Service {
     let pool: WorkerPool
     let store: SQLiteStore

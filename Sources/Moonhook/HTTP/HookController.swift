@@ -28,12 +28,22 @@ struct HookController: Sendable {
 
     func receive(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let name = context.parameters.get("source") ?? ""
+        return try await loggingRefusals(of: name) { try await accept(request, sourceName: name) }
+    }
+
+    /// Runs `body`; a refusal it throws is logged with its one-line reason on the way out.
+    private func loggingRefusals(of name: String, _ body: () async throws -> Response) async throws -> Response {
         do {
-            return try await accept(request, sourceName: name)
+            return try await body()
         } catch let failure as HTTPFailure {
             logger.warning("webhook refused", metadata: ["source": "\(name)", "status": "\(failure.status.code)", "reason": "\(failure.message)"])
             throw failure
         }
+    }
+
+    /// Request headers by lower-cased name; repeated headers are joined with ", ", as HTTP allows.
+    private static func lowercased(_ headers: [(name: String, value: String)]) -> [String: String] {
+        Dictionary(headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { "\($0), \($1)" })
     }
 
     private func accept(_ request: Request, sourceName: String) async throws -> Response {
@@ -58,12 +68,10 @@ struct HookController: Sendable {
         }
         let envelope = try Envelope.open(webhook, source: source)
         let handlers = source.handlers(for: envelope.type)
-        // Repeated headers are joined with ", ", as HTTP allows.
-        let lowercased = Dictionary(headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { "\($0), \($1)" })
         let delivery = InboxDelivery(
-            source: source.name, id: envelope.id, type: envelope.type, receivedAt: Date(), headers: lowercased, body: webhook.body,
+            source: source.name, id: envelope.id, type: envelope.type, receivedAt: Date(), headers: Self.lowercased(headers), body: webhook.body,
             handlers: handlers.map(\.path))
-        return try await deliver(delivery, source: source)
+        return try await deliver(delivery, source: source, handlers: handlers)
     }
 
     /// `GET /hooks/{source}` for a `respond: sync` source: the query parameters become the body of
@@ -71,7 +79,7 @@ struct HookController: Sendable {
     /// the sender echoes (such as `hub.verify_token`) against a secret.
     func receiveQuery(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let name = context.parameters.get("source") ?? ""
-        do {
+        return try await loggingRefusals(of: name) {
             guard let source = sources.source(named: name) else { throw HTTPFailure(.notFound, "unknown source '\(name)'") }
             guard source.configuration.respondsSynchronously else {
                 throw HTTPFailure(.methodNotAllowed, "source '\(name)' takes GET only with respond: sync in its source.yaml")
@@ -79,24 +87,22 @@ struct HookController: Sendable {
             var query: [String: LuaValue] = [:]
             for (key, value) in request.uri.queryParameters { query[String(key)] = .string(String(value)) }
             let body = try HandlerResponse.json(.table(array: [], fields: query))
-            let lowercased = Dictionary(request.headers.map { ($0.name.rawName.lowercased(), $0.value) }, uniquingKeysWith: { "\($0), \($1)" })
+            let headers = request.headers.map { (name: $0.name.rawName, value: $0.value) }
+            let handlers = source.handlers(for: "get")
             let delivery = InboxDelivery(
-                source: source.name, id: UUID().uuidString.lowercased(), type: "get", receivedAt: Date(), headers: lowercased, body: body,
-                handlers: source.handlers(for: "get").map(\.path))
-            return try await deliver(delivery, source: source)
-        } catch let failure as HTTPFailure {
-            logger.warning("webhook refused", metadata: ["source": "\(name)", "status": "\(failure.status.code)", "reason": "\(failure.message)"])
-            throw failure
+                source: source.name, id: UUID().uuidString.lowercased(), type: "get", receivedAt: Date(), headers: Self.lowercased(headers), body: body,
+                handlers: handlers.map(\.path))
+            return try await deliver(delivery, source: source, handlers: handlers)
         }
     }
 
     /// Stores a verified delivery, then answers: at once (202), or, for a `respond: sync` source,
     /// with what its handlers return.
-    private func deliver(_ delivery: InboxDelivery, source: Source) async throws -> Response {
+    private func deliver(_ delivery: InboxDelivery, source: Source, handlers: [LoadedHandler]) async throws -> Response {
         let metadata: Logger.Metadata = ["source": "\(delivery.source)", "event.type": "\(delivery.type)", "delivery.id": "\(delivery.id)"]
         let synchronous = source.configuration.respondsSynchronously && !delivery.handlers.isEmpty
         // With room in the dispatcher, the delivery is stored claimed and handed over at once.
-        let direct = !synchronous && !delivery.handlers.isEmpty && dispatcher.reserve(source: delivery.source, handlers: delivery.handlers)
+        let direct = !synchronous && !delivery.handlers.isEmpty && dispatcher.reserve(source: source, handlers: handlers)
         let result: AppendResult
         do {
             result = try await inbox.append(delivery, retention: settings.retention, claimed: synchronous || direct, lease: settings.lease)

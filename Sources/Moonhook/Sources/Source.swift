@@ -57,6 +57,11 @@ public struct Source: Sendable {
         redactions = Array(configuration.handlerSecrets.values)
     }
 
+    /// The handler loaded from `path` (relative to the handlers folder), if it still is.
+    func handler(at path: String) -> LoadedHandler? {
+        handlers.first { $0.path == path }
+    }
+
     /// The handlers that run for an event of `type`: every handler named after the type or matching
     /// it with `on`; `_default.lua` only when no other matches.
     public func handlers(for type: String) -> [LoadedHandler] {

@@ -10,7 +10,7 @@ SWIFT := $(shell command -v swift 2>/dev/null || ls /opt/swift/usr/bin/swift 2>/
 CONFIGURATION ?= debug
 # The senders' own signing libraries, which the tests sign requests with (scripts/sign.py).
 # browser-use-sdk 3.x no longer ships its webhook module, hence the pin.
-PIP_PACKAGES := standardwebhooks==1.1.0 svix stripe slack-sdk browser-use-sdk==2.0.15
+PIP_PACKAGES := standardwebhooks==1.1.0 svix stripe slack-sdk browser-use-sdk==2.0.15 twilio==9.13.0
 VENV := $(CURDIR)/.build-venv
 export MOONHOOK_PYTHON := $(VENV)/bin/python3
 
@@ -32,7 +32,7 @@ deps:
 # A virtual environment with the signing libraries, made once.
 test-deps: deps
 	@[ -x $(MOONHOOK_PYTHON) ] || python3 -m venv $(VENV)
-	@$(MOONHOOK_PYTHON) -c "import standardwebhooks, svix, stripe, slack_sdk, browser_use_sdk.lib.webhooks" 2>/dev/null || \
+	@$(MOONHOOK_PYTHON) -c "import standardwebhooks, svix, stripe, slack_sdk, browser_use_sdk.lib.webhooks, twilio.request_validator" 2>/dev/null || \
 	  $(MOONHOOK_PYTHON) -m pip install --quiet --disable-pip-version-check $(PIP_PACKAGES)
 
 build: deps

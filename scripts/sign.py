@@ -3,12 +3,12 @@
 where one exists; used by the test suite.
 
     python3 scripts/sign.py SCHEME SECRET BODY_FILE [--timestamp UNIX_SECONDS]
-        [--id MSG_ID] [--payload-only] [--event NAME]
+        [--id MSG_ID] [--payload-only] [--event NAME] [--url URL] [--json]
 
 Prints one JSON object mapping header name to header value, nothing else.
 
 Libraries (pip install standardwebhooks svix stripe slack-sdk
-'browser-use-sdk==2.0.15'); each is imported only by the scheme that needs it.
+'browser-use-sdk==2.0.15' twilio); each is imported only by the scheme that needs it.
 browser-use-sdk is pinned to 2.0.15 because releases from 3.0 on no longer ship
 browser_use_sdk.lib.webhooks.
 """
@@ -113,6 +113,36 @@ def sign_hmac_sha512_base64(args, body):
     return {"X-Signature": base64.b64encode(digest).decode("ascii")}
 
 
+class _FormFields(dict):
+    """Form fields as Flask's MultiDict hands them to Twilio's validator: name -> every value."""
+
+    def getall(self, name):
+        return self[name]
+
+
+def sign_twilio(args, body):
+    from urllib.parse import parse_qsl
+
+    from twilio.request_validator import RequestValidator
+
+    validator = RequestValidator(args.secret)
+    if args.json:
+        # A JSON body is signed as the URL alone; the URL carries the body's bodySHA256.
+        params, checked = {}, body.decode("utf-8")
+    else:
+        params = _FormFields()
+        for name, value in parse_qsl(body.decode("utf-8"), keep_blank_values=True):
+            params.setdefault(name, []).append(value)
+        checked = params
+    signature = validator.compute_signature(args.url, params)
+    if not validator.validate(args.url, checked, signature):
+        raise SystemExit("twilio's RequestValidator refuses its own signature")
+    headers = {"X-Twilio-Signature": signature}
+    if args.id:
+        headers["I-Twilio-Idempotency-Token"] = args.id
+    return headers
+
+
 SCHEMES = {
     "browser-use": sign_browser_use,
     "browser-use-v2": sign_browser_use_v2,
@@ -124,6 +154,7 @@ SCHEMES = {
     "shopify": sign_shopify,
     "hmac-sha1-hex": sign_hmac_sha1_hex,
     "hmac-sha512-base64": sign_hmac_sha512_base64,
+    "twilio": sign_twilio,
 }
 
 
@@ -136,6 +167,8 @@ def main(argv=None):
     parser.add_argument("--id", help="message / delivery id")
     parser.add_argument("--payload-only", action="store_true", help="browser-use-v2: sign body['payload'] only")
     parser.add_argument("--event", help="github: X-GitHub-Event")
+    parser.add_argument("--url", help="twilio: the full URL the request is sent to, query string included")
+    parser.add_argument("--json", action="store_true", help="twilio: the body is JSON (its hash is in the URL)")
     args = parser.parse_args(argv)
     if args.timestamp is None:
         args.timestamp = int(time.time())

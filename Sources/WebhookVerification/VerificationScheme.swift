@@ -18,6 +18,8 @@ public enum VerificationScheme: String, Sendable, CaseIterable, Codable {
     case hmac
     /// A shared token: in a header, as a bearer token, or as basic-auth credentials.
     case token
+    /// Twilio: `X-Twilio-Signature` = base64 HMAC-SHA1 over the public URL and the POST fields.
+    case twilio
     /// No verification at all. Must be written explicitly; the server warns about it at start.
     case none
 
@@ -28,6 +30,10 @@ public enum VerificationScheme: String, Sendable, CaseIterable, Codable {
         default: false
         }
     }
+
+    /// Whether form bodies are accepted: every scheme but `browser-use-v2`, which signs the body
+    /// re-serialised as canonical JSON and so can only take JSON.
+    public var acceptsForms: Bool { self != .browserUseV2 }
 }
 
 /// How a signature is written in its header.

@@ -15,6 +15,7 @@ public struct Verifier: Sendable {
     /// Secrets as HMAC keys (Standard Webhooks keys are base64 after `whsec_`).
     private let keys: [[UInt8]]
     private let tolerance: Int?
+    private let twilio: TwilioSignature?
 
     public init(_ configuration: VerifierConfiguration) throws(VerifierConfigurationError) {
         self.configuration = configuration
@@ -40,6 +41,14 @@ public struct Verifier: Sendable {
             keys = configuration.secrets.map { Array($0.utf8) }
         }
         tolerance = configuration.toleranceSeconds ?? (scheme.isTimestamped ? 300 : nil)
+        if scheme == .twilio {
+            guard let url = configuration.publicURL else {
+                throw VerifierConfigurationError("scheme 'twilio' needs public_url: the URL Twilio calls, such as https://hooks.example.com/hooks/twilio")
+            }
+            twilio = try TwilioSignature(publicURL: url)
+        } else {
+            twilio = nil
+        }
     }
 
     /// Throws the reason when `request` does not carry a valid signature (or token) for any secret.
@@ -118,11 +127,21 @@ public struct Verifier: Sendable {
             let presented = try presentedToken(request)
             for key in keys where Digest.constantTimeEquals(key, presented) { return }
             throw VerificationError(.signatureMismatch, "token does not match")
+        case .twilio:
+            guard let header = request.header("X-Twilio-Signature") else { throw .missing("X-Twilio-Signature") }
+            guard let signature = Data(base64Encoded: header.trimmingCharacters(in: .whitespaces)) else { throw .malformed("X-Twilio-Signature") }
+            let fields = try twilioFields(request)
+            for url in twilio?.urls(query: request.query) ?? [] {
+                let message = TwilioSignature.message(url: url, fields: fields)
+                if (try? match(Array(signature), mac: { Digest.hmac(.sha1, key: $0, data: message) })) != nil { return }
+            }
+            throw .mismatch
         }
     }
 
     /// The headers a sender would send with `body` at time `now` (signed with the first secret).
-    public func sign(body: [UInt8], now: Date, id: String? = nil) throws(VerificationError) -> [(name: String, value: String)] {
+    /// `contentType` matters to `twilio` only, which signs the fields of a form body (its default).
+    public func sign(body: [UInt8], now: Date, id: String? = nil, contentType: String? = nil) throws(VerificationError) -> [(name: String, value: String)] {
         let key = keys.first ?? []
         let seconds = Int64(now.timeIntervalSince1970)
         switch configuration.scheme {
@@ -159,6 +178,12 @@ public struct Verifier: Sendable {
             case .bearer: return [("Authorization", "Bearer \(secret)")]
             case .basic: return [("Authorization", "Basic " + Data(secret.utf8).base64EncodedString())]
             }
+        case .twilio:
+            let request = WebhookRequest(headers: [("Content-Type", contentType ?? "application/x-www-form-urlencoded")], body: body)
+            let message = TwilioSignature.message(url: twilio?.urls.first ?? "", fields: try twilioFields(request))
+            var headers = [("X-Twilio-Signature", Data(Digest.hmac(.sha1, key: key, data: message)).base64EncodedString())]
+            if let id { headers.append(("I-Twilio-Idempotency-Token", id)) }
+            return headers
         }
     }
 
@@ -207,6 +232,27 @@ public struct Verifier: Sendable {
             throw VerificationError(.undecodableBody, "body cannot be canonicalised: \(error)")
         }
         return Array("\(timestamp).".utf8) + canonical
+    }
+
+    /// The POST fields Twilio signs: a form's fields, or none for a JSON body, whose SHA-256 Twilio
+    /// puts in the URL's `bodySHA256` query parameter instead (that URL is then what is signed).
+    private func twilioFields(_ request: WebhookRequest) throws(VerificationError) -> [FormField] {
+        let format = BodyFormat(of: request)
+        if let format, format.isForm {
+            do {
+                return try format.fields(of: request.body)
+            } catch {
+                throw VerificationError(.undecodableBody, error.message)
+            }
+        }
+        let query = (try? URLEncodedForm.parse(request.query.utf8)) ?? []
+        guard format == .json, let hash = query.first(where: { $0.name == "bodySHA256" }) else {
+            throw VerificationError(.undecodableBody, "twilio signs form fields; a JSON body needs bodySHA256 in the URL")
+        }
+        guard Digest.constantTimeEquals(Array(Digest.hex(Digest.hash(.sha256, request.body)).utf8), hash.value) else {
+            throw VerificationError(.signatureMismatch, "body does not match its bodySHA256")
+        }
+        return []
     }
 
     private func presentedToken(_ request: WebhookRequest) throws(VerificationError) -> [UInt8] {
@@ -274,7 +320,7 @@ public struct Verifier: Sendable {
         return bytes
     }
 
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
+    static func hexValue(_ byte: UInt8) -> UInt8? {
         switch byte {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
         case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10

@@ -19,6 +19,9 @@ public struct VerifierConfiguration: Sendable {
     public var tokenLocation: TokenLocation
     /// `browser-use-v2`: what the signature covers (default the whole body).
     public var signedPart: SignedPart
+    /// `twilio`: the URL the sender calls, as the sender sees it (not the one behind a proxy),
+    /// without a query string: the request's own is appended.
+    public var publicURL: String?
 
     public init(
         scheme: VerificationScheme,
@@ -29,7 +32,8 @@ public struct VerifierConfiguration: Sendable {
         algorithm: DigestAlgorithm = .sha256,
         encoding: SignatureEncoding = .hex,
         tokenLocation: TokenLocation = .bearer,
-        signedPart: SignedPart = .body
+        signedPart: SignedPart = .body,
+        publicURL: String? = nil
     ) {
         self.scheme = scheme
         self.secrets = secrets
@@ -40,5 +44,6 @@ public struct VerifierConfiguration: Sendable {
         self.encoding = encoding
         self.tokenLocation = tokenLocation
         self.signedPart = signedPart
+        self.publicURL = publicURL
     }
 }

@@ -1,11 +1,14 @@
-/// The parts of an HTTP request that a verifier looks at: headers as received, the raw body.
+/// The parts of an HTTP request that a verifier looks at: headers as received, the raw body, and
+/// the query string (without its `?`), which Twilio signs.
 public struct WebhookRequest: Sendable {
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
+    public var query: String
 
-    public init(headers: [(name: String, value: String)], body: [UInt8]) {
+    public init(headers: [(name: String, value: String)], body: [UInt8], query: String = "") {
         self.headers = headers
         self.body = body
+        self.query = query
     }
 
     /// The first value of header `name`, compared without regard to case.

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Signs bodies with `scripts/sign.py`, which uses each sender's own library (standardwebhooks,
-/// svix, stripe, slack_sdk, browser_use_sdk) or Python's hmac module: signatures computed
+/// svix, stripe, slack_sdk, browser_use_sdk, twilio) or Python's hmac module: signatures computed
 /// independently of the code under test.
 public enum ReferenceSigner {
     public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -10,7 +10,13 @@ public enum ReferenceSigner {
         public let description: String
     }
 
-    public static func sign(_ scheme: String, secret: String, body: [UInt8], timestamp: Int64? = nil, id: String? = nil, payloadOnly: Bool = false) throws -> [(name: String, value: String)] {
+    /// - Parameters:
+    ///   - url: `twilio`: the full URL the request goes to, query string included.
+    ///   - json: `twilio`: the body is JSON, signed through the `bodySHA256` in `url`.
+    public static func sign(
+        _ scheme: String, secret: String, body: [UInt8], timestamp: Int64? = nil, id: String? = nil, payloadOnly: Bool = false, event: String? = nil,
+        url: String? = nil, json: Bool = false
+    ) throws -> [(name: String, value: String)] {
         let file = FileManager.default.temporaryDirectory.appending(path: "moonhook-body-\(UUID().uuidString)")
         try Data(body).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
@@ -18,6 +24,9 @@ public enum ReferenceSigner {
         if let timestamp { arguments += ["--timestamp", String(timestamp)] }
         if let id { arguments += ["--id", id] }
         if payloadOnly { arguments.append("--payload-only") }
+        if let event { arguments += ["--event", event] }
+        if let url { arguments += ["--url", url] }
+        if json { arguments.append("--json") }
         let output = try python(arguments)
         guard let object = try JSONSerialization.jsonObject(with: output) as? [String: String] else {
             throw Failure(description: "sign.py printed no header object")

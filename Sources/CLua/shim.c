@@ -65,6 +65,8 @@ lua_State *clua_newstate(clua_context *ctx) {
     return L;
 }
 
+static int clua_raise_kill(lua_State *L);
+
 static const char *clua_kill_message(int reason) {
     switch (reason) {
         case CLUA_KILL_INSTRUCTIONS: return "instruction limit exceeded";
@@ -151,6 +153,7 @@ static int clua_trampoline(lua_State *L) {
     ctx->enforce_memory = 0;
     int result = ctx->dispatch(L, ctx->host, function_id);
     ctx->enforce_memory = enforcing;
+    if (ctx->kill_reason != CLUA_KILL_NONE) return clua_raise_kill(L);  /* the host charged work past a limit */
     if (result == CLUA_HOST_ERROR) return lua_error(L);
     if (enforcing && ctx->memory_limit != 0 && ctx->memory_used > ctx->memory_limit) {
         return luaL_error(L, "memory limit exceeded");
@@ -168,19 +171,39 @@ void clua_push_hostfunction(lua_State *L, int function_id) {
     lua_pushcclosure(L, clua_trampoline, 1);
 }
 
-// charge(n): counts work that a library function is about to do in C, where no hook fires, against
-// the invocation's instruction budget. Used by the sandbox's wrappers of table.move, string.rep
-// and friends so that a loop of cheap-looking calls cannot outlast the budget.
-static int clua_charge(lua_State *L) {
-    lua_Integer n = luaL_checkinteger(L, 1);
+int clua_note_work(clua_context *ctx, uint64_t units) {
+    if (units == 0 || ctx->kill_reason != CLUA_KILL_NONE) return ctx->kill_reason != CLUA_KILL_NONE;
+    // Saturating: a charge near 2^63 must stop the invocation, not wrap the budget around.
+    if (ctx->instructions_left <= 0 || units >= (uint64_t)ctx->instructions_left) {
+        ctx->instructions_left = 0;
+        ctx->kill_reason = CLUA_KILL_INSTRUCTIONS;
+    } else {
+        ctx->instructions_left -= (int64_t)units;
+        if (ctx->deadline > 0 && clua_monotonic_now() > ctx->deadline) ctx->kill_reason = CLUA_KILL_DEADLINE;
+    }
+    return ctx->kill_reason != CLUA_KILL_NONE;
+}
+
+// Raises the error of a limit that C-side work (or a host function) has just hit, after arming the
+// hook: whatever pcall catches it is stopped again at its next instruction.
+static int clua_raise_kill(lua_State *L) {
     clua_context *ctx = clua_getcontext(L);
-    if (n <= 0 || ctx->kill_reason != CLUA_KILL_NONE) return 0;
-    ctx->instructions_left -= n;
-    if (ctx->instructions_left > 0 && !(ctx->deadline > 0 && clua_monotonic_now() > ctx->deadline)) return 0;
-    ctx->kill_reason = ctx->instructions_left <= 0 ? CLUA_KILL_INSTRUCTIONS : CLUA_KILL_DEADLINE;
     clua_record_kill_place(L, 1);
     lua_sethook(L, clua_count_hook, LUA_MASKCOUNT, 1);
     return luaL_error(L, "%s", clua_kill_message(ctx->kill_reason));
+}
+
+void clua_charge_work(lua_State *L, uint64_t units) {
+    if (clua_note_work(clua_getcontext(L), units)) clua_raise_kill(L);
+}
+
+// charge(n): counts work that a library function is about to do in C, where no hook fires, against
+// the invocation's instruction budget. Used by the sandbox's Lua wrappers (coroutine creation,
+// load) so that a loop of cheap-looking calls cannot outlast the budget.
+static int clua_charge(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n > 0) clua_charge_work(L, (uint64_t)n);
+    return 0;
 }
 
 void clua_push_charge_function(lua_State *L) {

@@ -47,19 +47,30 @@ public struct LuaCall {
         index > argumentCount || lua_type(thread, Int32(index)) <= LUA_TNIL
     }
 
+    /// Counts work the host function does in proportion to its input against the invocation's
+    /// instruction budget, as the bounded library functions do (one unit per 64 bytes). Past the
+    /// budget the call ends with the limit error once the function has returned.
+    public func charge(bytes count: Int) {
+        _ = clua_note_work(state.context, UInt64(max(0, count)) / 64)
+    }
+
+    /// A string argument's bytes. Reading it is charged: what the host does with it is linear in it.
     public func bytes(_ index: Int) throws -> [UInt8] {
         var length = 0
         guard index <= argumentCount, let pointer = clua_tostring_raw(thread, Int32(index), &length) else {
             throw bad(index, "string")
         }
+        charge(bytes: length)
         return Array(UnsafeRawBufferPointer(start: pointer, count: length))
     }
 
+    /// A string argument as text (invalid UTF-8 replaced), charged as `bytes` is.
     public func string(_ index: Int) throws -> String {
         var length = 0
         guard index <= argumentCount, let pointer = clua_tostring_raw(thread, Int32(index), &length) else {
             throw bad(index, "string")
         }
+        charge(bytes: length)
         return String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self)
     }
 
@@ -91,7 +102,9 @@ public struct LuaCall {
         guard index <= argumentCount else { throw bad(index, "value") }
         do {
             var encoder = LuaJSONEncoder(state: state, thread: thread, maxDepth: state.limits.jsonDepth)
-            return try encoder.encode(at: Int32(index))
+            let bytes = try encoder.encode(at: Int32(index))
+            charge(bytes: bytes.count)
+            return bytes
         } catch {
             throw LuaHostError("\(functionName): \(error.message)")
         }

@@ -14,6 +14,15 @@ public struct LuaHandler: Sendable, Hashable {
 
 /// Options a handler table may declare next to `handle`.
 public struct LuaHandlerOptions: Sendable, Hashable {
+    /// Longest `timeout`, in seconds (one day).
+    public static let maxTimeoutSeconds: Int64 = 86_400
+    /// Longest `retry_delay`, in seconds (30 days).
+    public static let maxRetryDelaySeconds: Int64 = 30 * 86_400
+    /// Most `retries`.
+    public static let maxRetries: Int64 = 1_000
+    /// Largest `concurrency`.
+    public static let maxConcurrency: Int64 = 1_000_000
+
     /// Event-type patterns (`*` matches any run of characters) this handler also runs for.
     public var on: [String] = []
     /// Wall-clock limit for one invocation, overriding the state's default.

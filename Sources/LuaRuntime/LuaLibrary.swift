@@ -8,7 +8,7 @@
 /// ```
 public struct LuaLibrary: Sendable {
     public let name: String
-    public private(set) var functions: [(String, LuaHostFunction.Body)] = []
+    public private(set) var functions: [(name: String, availability: LuaHostFunction.Availability, body: LuaHostFunction.Body)] = []
     public private(set) var values: [(String, LuaValue)] = []
     /// Lua code run once when the state is built, with the library's table and the table of the
     /// libraries built before it (`json` first) as arguments, to add functions written in Lua
@@ -20,8 +20,15 @@ public struct LuaLibrary: Sendable {
     }
 
     /// Adds `name` as a host function.
-    public mutating func function(_ name: String, _ body: @escaping LuaHostFunction.Body) {
-        functions.append((name, body))
+    public mutating func function(_ name: String, availability: LuaHostFunction.Availability = .anywhere, _ body: @escaping LuaHostFunction.Body) {
+        functions.append((name, availability, body))
+    }
+
+    /// Sets where each function may run, by its full name (`kv.get`).
+    public mutating func setAvailability(_ availability: (String) -> LuaHostFunction.Availability) {
+        for index in functions.indices {
+            functions[index].availability = availability("\(name).\(functions[index].name)")
+        }
     }
 
     /// Adds a constant field.
@@ -36,6 +43,15 @@ public enum LuaHostFunction {
     /// `.suspend(operation)` to make the coroutine wait for async work. Throwing `LuaHostError`
     /// raises a Lua error in the caller (after this Swift frame has returned).
     public typealias Body = @Sendable (inout LuaCall) throws -> LuaCall.Result
+
+    /// Where a host function may run. A handler file's top level runs in every worker on every
+    /// reload, so whatever reaches outside the process (I/O, waiting) belongs inside a call.
+    public enum Availability: Sendable {
+        /// At a file's top level too.
+        case anywhere
+        /// Only while a handler is being called; at load time it raises a clear error.
+        case insideCall
+    }
 }
 
 /// What the invoker of a handler told the runtime about this invocation; host functions read it.
@@ -47,9 +63,12 @@ public struct LuaInvocationInfo: Sendable {
     /// invocation, and a value existential's 40 bytes there cost about 1 KiB of memory per
     /// suspended invocation (docs/benchmarks.md).
     public var context: (any AnyObject & Sendable)?
+    /// True while the handler's file runs its top level (`LuaWorker.load`), not a call.
+    public var isLoading: Bool
 
-    public init(handlerPath: String, context: (any AnyObject & Sendable)? = nil) {
+    public init(handlerPath: String, context: (any AnyObject & Sendable)? = nil, isLoading: Bool = false) {
         self.handlerPath = handlerPath
         self.context = context
+        self.isLoading = isLoading
     }
 }

@@ -15,6 +15,9 @@ public struct LuaLimits: Sendable, Equatable {
     public var maxStringBytes: Int
     /// Most elements one `table.move` may move.
     public var maxMoveElements: Int
+    /// Most work one bounded library call (`table.sort`, `string.rep`, ...) may be charged, in
+    /// instructions: about 50 ms on a current core, so that the deadline is looked at again soon.
+    public var maxCallWork: Int64
     /// Deepest nesting `json.encode`/`json.decode` accept.
     public var jsonDepth: Int
     /// Instructions between two checks of the budget and the deadline.
@@ -29,6 +32,7 @@ public struct LuaLimits: Sendable, Equatable {
         patternSteps: Int64 = 10_000_000,
         maxStringBytes: Int = 4 << 20,
         maxMoveElements: Int = 1_000_000,
+        maxCallWork: Int64 = 16_000_000,
         jsonDepth: Int = 64,
         hookInterval: Int32 = 1000,
         logLinesPerSecond: Int = 100
@@ -39,6 +43,7 @@ public struct LuaLimits: Sendable, Equatable {
         self.patternSteps = patternSteps
         self.maxStringBytes = maxStringBytes
         self.maxMoveElements = maxMoveElements
+        self.maxCallWork = maxCallWork
         self.jsonDepth = jsonDepth
         self.hookInterval = hookInterval
         self.logLinesPerSecond = logLinesPerSecond

@@ -10,21 +10,15 @@ enum LuaSandbox {
 
     static let source = #"""
     local internals = ...
-    local charge, limits, host, patterns = internals.charge, internals.limits, internals.host, internals.patterns
+    local charge, limits, host = internals.charge, internals.limits, internals.host
 
     local type, error, next, pcall, select, tostring, tonumber = type, error, next, pcall, select, tostring, tonumber
-    local raw_getmetatable = debug.getmetatable   -- sees through __metatable; the sandbox never exposes it
     local invocations = internals.invocations     -- the host's coroutines, one per invocation (weak keys)
-    local setmetatable, getmetatable, rawget, rawlen = setmetatable, getmetatable, rawget, rawlen
+    local setmetatable, getmetatable, rawget = setmetatable, getmetatable, rawget
     local real_load, real_collectgarbage = load, collectgarbage
-    local string_len, string_rep, string_format = string.len, string.rep, string.format
-    local table_move, table_insert, table_remove = table.move, table.insert, table.remove
-    local table_concat, table_sort, table_pack = table.concat, table.sort, table.pack
+    local table_concat, table_pack = table.concat, table.pack
     local coroutine_close, coroutine_running = coroutine.close, coroutine.running
     local coroutine_create, coroutine_wrap, coroutine_resume = coroutine.create, coroutine.wrap, coroutine.resume
-    local string_upper, string_lower, string_reverse, string_byte, string_sub = string.upper, string.lower, string.reverse, string.byte, string.sub
-    local table_unpack = table.unpack
-    local math_log = math.log
 
     local function copy(source, skip)
       local result = {}
@@ -34,84 +28,10 @@ enum LuaSandbox {
       return result
     end
 
+    -- string, table, utf8 and tonumber already hold the bounded C functions (library.c) and the
+    -- step-limited pattern functions: the sandbox only copies them.
     local safe_string = copy(string, { dump = true })
-    for name, f in next, patterns do safe_string[name] = f end
-
-    function safe_string.rep(s, n, sep)
-      n = tonumber(n) or n   -- the C function accepts numeric strings: check what it will use
-      if type(n) == "number" and n > 0 then
-        local total = string_len(s) * n + (sep ~= nil and string_len(sep) * (n - 1) or 0)
-        if total > limits.max_string then
-          error(string_format("string.rep: a result of %.0f bytes exceeds the limit of %d bytes", total, limits.max_string), 2)
-        end
-        charge(total // 64)
-      end
-      return string_rep(s, n, sep)
-    end
-
-    -- Linear work in C on long strings: charge it.
-    local function charged(f)
-      return function(s, ...)
-        if type(s) == "string" then charge(#s // 64) end
-        return f(s, ...)
-      end
-    end
-    safe_string.upper, safe_string.lower, safe_string.reverse = charged(string_upper), charged(string_lower), charged(string_reverse)
-    safe_string.byte, safe_string.sub = charged(string_byte), charged(string_sub)
-
-    -- The table functions below loop in C over #t and call __index/__newindex, where no hook
-    -- fires: a __len that lies, or C metamethods, would make them run without end. Handlers' own
-    -- tables with such metamethods are refused (json.array's metatable has none).
-    local function plain(name, t)
-      local mt = raw_getmetatable(t)
-      if mt ~= nil and (rawget(mt, "__len") ~= nil or rawget(mt, "__index") ~= nil or rawget(mt, "__newindex") ~= nil) then
-        error(name .. ": tables with __len, __index or __newindex metamethods are not supported", 3)
-      end
-      return t
-    end
-
     local safe_table = copy(table)
-
-    function safe_table.move(a1, f, e, t, a2)
-      f, e, t = tonumber(f) or f, tonumber(e) or e, tonumber(t) or t
-      if type(a1) == "table" then plain("table.move", a1) end
-      if type(a2) == "table" then plain("table.move", a2) end
-      if type(f) == "number" and type(e) == "number" and e >= f then
-        local n = e - f + 1
-        if n > limits.max_move then
-          error(string_format("table.move: %.0f elements exceed the limit of %d", n, limits.max_move), 2)
-        end
-        charge(n // 1)
-      end
-      return table_move(a1, f, e, t, a2)
-    end
-
-    -- These run in C for as long as the table is long; charge that work to the budget.
-    function safe_table.insert(t, ...)
-      if type(t) == "table" then charge(rawlen(plain("table.insert", t))) end
-      return table_insert(t, ...)
-    end
-    function safe_table.remove(t, ...)
-      if type(t) == "table" then charge(rawlen(plain("table.remove", t))) end
-      return table_remove(t, ...)
-    end
-    function safe_table.concat(t, ...)
-      if type(t) == "table" then charge(rawlen(plain("table.concat", t))) end
-      return table_concat(t, ...)
-    end
-    function safe_table.unpack(t, i, j)
-      if type(t) == "table" then plain("table.unpack", t) end
-      i, j = tonumber(i) or i, tonumber(j) or j
-      if type(j) == "number" then charge((j - (type(i) == "number" and i or 1)) // 1) end
-      return table_unpack(t, i, j)
-    end
-    function safe_table.sort(t, ...)
-      if type(t) == "table" then
-        local n = rawlen(plain("table.sort", t))
-        if n > 1 then charge(n * (math_log(n, 2) // 1)) end
-      end
-      return table_sort(t, ...)
-    end
 
     -- Each nested close runs in its own C frames; Lua 5.4.4 does not count them, so cap the depth.
     local close_depth = setmetatable({}, { __mode = "k" })

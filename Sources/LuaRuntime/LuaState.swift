@@ -13,7 +13,7 @@ final class LuaState {
     let L: OpaquePointer
     let context: UnsafeMutablePointer<clua_context>
     let limits: LuaLimits
-    private(set) var hostFunctions: [(name: String, body: LuaHostFunction.Body)] = []
+    private(set) var hostFunctions: [(name: String, availability: LuaHostFunction.Availability, body: LuaHostFunction.Body)] = []
     /// Registry reference to the sandbox's `make_env`.
     private var makeEnvironmentRef: Int32 = 0
     /// Registry reference to the metatable that marks decoded JSON arrays.
@@ -33,6 +33,9 @@ final class LuaState {
         context.pointee.memory_limit = limits.memoryBytes > 0 ? Int(limits.memoryBytes) : 0
         context.pointee.hook_interval = limits.hookInterval
         context.pointee.pattern_step_limit = limits.patternSteps
+        context.pointee.max_string_bytes = max(0, limits.maxStringBytes)
+        context.pointee.max_elements = Int64(max(0, limits.maxMoveElements))
+        context.pointee.max_call_work = UInt64(max(0, limits.maxCallWork))
         context.pointee.instructions_left = limits.instructions
         guard let state = clua_newstate(context) else {
             context.deallocate()
@@ -42,6 +45,7 @@ final class LuaState {
         context.pointee.dispatch = luaDispatch
         context.pointee.host = Unmanaged.passUnretained(self).toOpaque()
         luaL_openlibs(L)
+        clua_install_bounded_library(L)
         clua_sethook(L)
         try installSandbox(libraries: [LuaJSONLibrary.library(depth: limits.jsonDepth)] + libraries)
     }
@@ -74,14 +78,7 @@ final class LuaState {
         lua_setfield(L, -2, "invocations")
         clua_push_charge_function(L)
         lua_setfield(L, -2, "charge")
-        lua_createtable(L, 0, 4)
-        clua_set_pattern_functions(L)
-        lua_setfield(L, -2, "patterns")
-        lua_createtable(L, 0, 3)
-        lua_pushinteger(L, lua_Integer(limits.maxStringBytes))
-        lua_setfield(L, -2, "max_string")
-        lua_pushinteger(L, lua_Integer(limits.maxMoveElements))
-        lua_setfield(L, -2, "max_move")
+        lua_createtable(L, 0, 2)
         lua_pushinteger(L, 16)
         lua_setfield(L, -2, "max_close_depth")
         lua_pushinteger(L, lua_Integer(limits.hookInterval))
@@ -90,8 +87,10 @@ final class LuaState {
         lua_createtable(L, 0, Int32(libraries.count))
         for library in libraries {
             lua_createtable(L, 0, Int32(library.functions.count + library.values.count))
-            for (name, body) in library.functions {
-                hostFunctions.append((name: "\(library.name).\(name)", body: body))
+            for (name, availability, body) in library.functions {
+                // `lib._name` is the host half of a function a Lua wrapper exposes as `lib.name`.
+                let fullName = library.name == "_G" ? name : "\(library.name).\(name.hasPrefix("_") ? String(name.dropFirst()) : name)"
+                hostFunctions.append((name: fullName, availability: availability, body: body))
                 clua_push_hostfunction(L, Int32(hostFunctions.count - 1))
                 lua_setfield(L, -2, name)
             }
@@ -196,6 +195,9 @@ final class LuaState {
         let function = hostFunctions[id]
         var call = LuaCall(thread: thread, state: self, functionName: function.name)
         do {
+            if function.availability == .insideCall, running?.info.isLoading ?? true {
+                throw LuaHostError("\(function.name) is available inside a handler call, not while its file loads")
+            }
             switch try function.body(&call) {
             case .values(let count):
                 return Int32(count)

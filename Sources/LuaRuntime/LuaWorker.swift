@@ -72,7 +72,7 @@ public actor LuaWorker {
         let functionRef = clua_ref(L)
         defer { clua_unref(L, functionRef) }
 
-        let outcome = await run(functionRef: functionRef, arguments: [], info: LuaInvocationInfo(handlerPath: path), timeout: nil, keepResultRef: true)
+        let outcome = await run(functionRef: functionRef, arguments: [], info: LuaInvocationInfo(handlerPath: path, isLoading: true), timeout: nil, keepResultRef: true)
         guard case .success(let refs) = outcome.result else { throw outcome.error! }
         let resultRef = refs
         defer { clua_unref(L, resultRef) }
@@ -124,27 +124,25 @@ public actor LuaWorker {
             }
         default: throw LuaError(.invalidHandler, "\(path): 'on' must be a string or a list of strings")
         }
-        switch try field("timeout") {
-        case .nil: break
-        case .integer(let seconds) where seconds > 0: options.timeout = .seconds(seconds)
-        case .number(let seconds) where seconds > 0 && seconds.isFinite: options.timeout = .milliseconds(Int64(seconds * 1000))
-        default: throw LuaError(.invalidHandler, "\(path): 'timeout' must be a positive number of seconds")
+        func seconds(_ name: String, atMost maximum: Int64) throws(LuaError) -> Duration? {
+            let value = try field(name)
+            if value == .nil { return nil }
+            guard let duration = value.positiveSeconds(atMost: maximum) else {
+                throw LuaError(.invalidHandler, "\(path): '\(name)' must be a positive number of seconds, at most \(maximum)")
+            }
+            return duration
         }
+        options.timeout = try seconds("timeout", atMost: LuaHandlerOptions.maxTimeoutSeconds)
         switch try field("retries") {
         case .nil: break
-        case .integer(let count) where count >= 0: options.retries = Int(count)
-        default: throw LuaError(.invalidHandler, "\(path): 'retries' must be a whole number of at least 0")
+        case .integer(let count) where (0...LuaHandlerOptions.maxRetries).contains(count): options.retries = Int(count)
+        default: throw LuaError(.invalidHandler, "\(path): 'retries' must be a whole number from 0 to \(LuaHandlerOptions.maxRetries)")
         }
-        switch try field("retry_delay") {
-        case .nil: break
-        case .integer(let seconds) where seconds > 0: options.retryDelay = .seconds(seconds)
-        case .number(let seconds) where seconds > 0 && seconds.isFinite: options.retryDelay = .milliseconds(Int64(seconds * 1000))
-        default: throw LuaError(.invalidHandler, "\(path): 'retry_delay' must be a positive number of seconds")
-        }
+        options.retryDelay = try seconds("retry_delay", atMost: LuaHandlerOptions.maxRetryDelaySeconds)
         switch try field("concurrency") {
         case .nil: break
-        case .integer(let count) where count > 0: options.concurrency = Int(count)
-        default: throw LuaError(.invalidHandler, "\(path): 'concurrency' must be a whole number of at least 1")
+        case .integer(let count) where (1...LuaHandlerOptions.maxConcurrency).contains(count): options.concurrency = Int(count)
+        default: throw LuaError(.invalidHandler, "\(path): 'concurrency' must be a whole number from 1 to \(LuaHandlerOptions.maxConcurrency)")
         }
         return options
     }
@@ -156,11 +154,13 @@ public actor LuaWorker {
 
     /// Runs `handler` with `arguments` as a new coroutine and waits for it to end.
     /// A limit hit or an error fails only this invocation; the state keeps serving the others.
-    public func invoke(_ handler: LuaHandler, arguments: [LuaValue], info: LuaInvocationInfo) async -> LuaOutcome {
+    /// `timeout` replaces the handler's wall-clock limit, for a caller that already spent part of
+    /// it (a synchronous delivery that waited for a slot passes what is left).
+    public func invoke(_ handler: LuaHandler, arguments: [LuaValue], info: LuaInvocationInfo, timeout: Duration? = nil) async -> LuaOutcome {
         guard let ref = handlers[handler.id] else {
             return LuaOutcome(result: .failure(LuaError(.invalidHandler, "\(handler.path): handler is not loaded")), instructions: 0)
         }
-        let outcome = await run(functionRef: ref, arguments: arguments, info: info, timeout: handler.options.timeout, keepResultRef: false)
+        let outcome = await run(functionRef: ref, arguments: arguments, info: info, timeout: timeout ?? handler.options.timeout, keepResultRef: false)
         return LuaOutcome(result: outcome.result.map { _ in outcome.values }, instructions: outcome.instructions)
     }
 
@@ -270,7 +270,9 @@ public actor LuaWorker {
         let status = state.withEnforcedLimits { lua_resume(thread, nil, argumentCount, &resultCount) }
         state.running = nil
         context.pointee.invocation = nil
-        invocation.instructionsLeft = context.pointee.instructions_left
+        // The budget only counts down to zero (C saturates its charges), but a handler's value must
+        // never reach Swift arithmetic that can trap: clamp before subtracting.
+        invocation.instructionsLeft = min(max(context.pointee.instructions_left, 0), state.limits.instructions)
         let used = state.limits.instructions - invocation.instructionsLeft
         invocation.used = used
         let info = invocation.info

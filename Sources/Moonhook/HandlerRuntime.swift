@@ -24,12 +24,12 @@ public struct HostServices: Sendable {
 public enum HandlerRuntime {
     /// The host libraries every handler gets, one per API area.
     public static func libraries(_ services: HostServices) -> [LuaLibrary] {
-        [
+        LoadTimeAccess.apply(to: [
             LogAPI.library(logger: services.logger, linesPerSecond: services.limits.logLinesPerSecond),
             TimeAPI.library(),
             KVAPI.library(store: services.store),
             HTTPAPI.library(client: services.httpClient, policy: services.outbound),
-        ] + CryptoAPI.libraries()
+        ] + CryptoAPI.libraries())
     }
 
     /// A worker with moonhook's host APIs.

@@ -12,8 +12,12 @@ extension LuaLimits {
 }
 
 /// Host functions for tests: `test.sleep(ms)` suspends, `test.now()` returns immediately,
-/// `test.values()` returns a table through the async path, `test.fail()` fails asynchronously.
+/// `test.values()` returns a table through the async path, `test.fail()` fails asynchronously,
+/// `test.clock()` reads a monotonic clock in seconds.
 enum TestLibrary {
+    /// `test.clock()` counts seconds from here.
+    static let epoch = ContinuousClock.now
+
     static func library() -> LuaLibrary {
         var test = LuaLibrary(name: "test")
         test.function("sleep") { call in
@@ -31,6 +35,10 @@ enum TestLibrary {
             return .suspend { _ in
                 [.table(array: (1...count).map { .integer($0) }, fields: ["name": .string("values")])]
             }
+        }
+        test.function("clock") { call in
+            let (seconds, attoseconds) = (ContinuousClock.now - TestLibrary.epoch).components
+            return try call.returning(.number(Double(seconds) + Double(attoseconds) / 1e18))
         }
         test.function("fail") { _ in
             .suspend { _ in throw LuaHostError("the operation failed") }

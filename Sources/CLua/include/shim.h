@@ -45,6 +45,9 @@ typedef struct clua_context {
     char kill_source[LUA_IDSIZE]; /* where the limit was hit: chunk name ... */
     int kill_line;              /* ... and line (0: unknown) */
     int64_t pattern_step_limit; /* matcher steps one pattern call may take */
+    size_t max_string_bytes;    /* largest string.rep result, and most repetitions; 0: none */
+    int64_t max_elements;       /* most elements one table.move may move; 0: none */
+    uint64_t max_call_work;     /* most units of work one bounded library call may be charged; 0: none */
     void *host;                 /* the Swift object that owns the state (unretained) */
     int (*dispatch)(lua_State *L, void *host, int function_id);
 } clua_context;
@@ -71,6 +74,20 @@ void clua_set_pattern_functions(lua_State *L);
 
 /// Pushes `charge(n)`, which counts n units of C-side work against the instruction budget.
 void clua_push_charge_function(lua_State *L);
+
+/// Counts `units` of C-side work against the running invocation's budget, saturating. Once the
+/// budget or the deadline is gone it raises the limit error (after arming the hook so that no
+/// pcall can go on). Only for C functions called from Lua.
+void clua_charge_work(lua_State *L, uint64_t units);
+
+/// The same count, without raising: for host functions, whose trampoline raises once Swift has
+/// returned. Returns 1 when a limit is now hit.
+int clua_note_work(clua_context *ctx, uint64_t units);
+
+/// Replaces the stock library functions whose loops an argument sets with bounded ones (see
+/// library.c), in the library tables themselves, and installs the step-limited pattern functions.
+/// Call once, after luaL_openlibs and before the sandbox copies the libraries.
+void clua_install_bounded_library(lua_State *L);
 
 /// Current CLOCK_MONOTONIC time in seconds.
 double clua_monotonic_now(void);

@@ -95,11 +95,13 @@ struct OutboundRequest: Sendable {
         case .string(let bytes)?: body = bytes
         default: throw LuaHostError("http.request: 'body' must be a string (or use 'json')")
         }
-        switch options["timeout"] {
-        case nil: timeout = policy.defaultTimeout
-        case .integer(let seconds)? where seconds > 0: timeout = .seconds(seconds)
-        case .number(let seconds)? where seconds > 0 && seconds.isFinite: timeout = .milliseconds(Int64(seconds * 1000))
-        default: throw LuaHostError("http.request: 'timeout' must be a positive number of seconds")
+        if let value = options["timeout"] {
+            guard let seconds = value.positiveSeconds(atMost: LuaHandlerOptions.maxTimeoutSeconds) else {
+                throw LuaHostError("http.request: 'timeout' must be a positive number of seconds, at most \(LuaHandlerOptions.maxTimeoutSeconds)")
+            }
+            timeout = seconds
+        } else {
+            timeout = policy.defaultTimeout
         }
     }
 

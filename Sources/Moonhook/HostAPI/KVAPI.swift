@@ -12,6 +12,8 @@ public enum KVAPI {
     public static let maxValueBytes = 256 * 1024
     /// Most keys one `kv.list` returns.
     public static let maxListLimit = 1000
+    /// Longest `ttl`, in seconds (ten years).
+    public static let maxTTLSeconds: Int64 = 10 * 365 * 86_400
 
     public static func library(store: any KeyValueStore) -> LuaLibrary {
         var kv = LuaLibrary(name: "kv")
@@ -109,12 +111,11 @@ public enum KVAPI {
     private static func options(_ call: inout LuaCall, _ index: Int) throws -> Duration? {
         guard !call.isNil(index) else { return nil }
         guard case .table(_, let fields) = try call.value(index) else { throw LuaHostError("\(call.functionName): options must be a table") }
-        switch fields["ttl"] {
-        case nil: return nil
-        case .integer(let seconds)? where seconds > 0: return .seconds(seconds)
-        case .number(let seconds)? where seconds > 0 && seconds.isFinite: return .milliseconds(Int64(seconds * 1000))
-        default: throw LuaHostError("\(call.functionName): ttl must be a positive number of seconds")
+        guard let ttl = fields["ttl"] else { return nil }
+        guard let seconds = ttl.positiveSeconds(atMost: maxTTLSeconds) else {
+            throw LuaHostError("\(call.functionName): ttl must be a positive number of seconds, at most \(maxTTLSeconds)")
         }
+        return seconds
     }
 
     /// Runs a store operation, turning its failure into a one-line Lua error.

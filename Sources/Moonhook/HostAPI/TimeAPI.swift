@@ -13,7 +13,15 @@ public enum TimeAPI {
             try call.returning(.number(Date().timeIntervalSince1970))
         }
         time.function("iso") { call in
-            let date = call.isNil(1) ? Date() : Date(timeIntervalSince1970: try call.number(1))
+            var date = Date()
+            if !call.isNil(1) {
+                let seconds = try call.number(1)
+                // Years 1 to 9999: what RFC 3339 can write; NaN and infinities fail the check too.
+                guard seconds >= -62_135_596_800, seconds <= 253_402_300_799 else {
+                    throw LuaHostError("time.iso: seconds must be between -62135596800 and 253402300799 (years 1 to 9999)")
+                }
+                date = Date(timeIntervalSince1970: seconds)
+            }
             return try call.returning(.string(iso8601(date)))
         }
         time.function("sleep") { call in

@@ -119,6 +119,15 @@ struct ConfigurationTests {
         #expect(stripe.verifier.secrets == ["whsec_x"])
         #expect(stripe.verifier.toleranceSeconds == 60)
         #expect(stripe.id == [.pointer("/id"), .bodyHash])
+        let slack = try SourceConfiguration.load(path: try Self.file("scheme: slack\nsecret: s\n"), environment: [:])
+        #expect(slack.type == [.pointer("/type"), .form("command")] && slack.formJSON == "payload")
+        #expect(github.formJSON == "payload" && stripe.formJSON == nil)
+        let twilio = try SourceConfiguration.load(path: try Self.file("scheme: twilio\nsecret: s\npublic_url: https://h.example.com/hooks/twilio\n"), environment: [:])
+        #expect(twilio.verifier.publicURL == "https://h.example.com/hooks/twilio")
+        #expect(twilio.type == [.twilioStatus, .form("EventType")])
+        #expect(twilio.id == [.header("I-Twilio-Idempotency-Token"), .bodyHash])
+        let form = try SourceConfiguration.load(path: try Self.file("scheme: none\ntype: form:event\nid: form:ref\nform_json: data\n"), environment: [:])
+        #expect(form.type == [.form("event")] && form.id == [.form("ref")] && form.formJSON == "data")
     }
 
     @Test(arguments: [
@@ -132,6 +141,10 @@ struct ConfigurationTests {
         ("scheme: none\nconcurrency: 0\n", "'concurrency' must be a whole number of at least 1"),
         ("scheme: none\nretry:\n  delay: soon\n", "'retry.delay' must be a duration"),
         ("scheme: none\nretry:\n  retries: -1\n", "'retry.retries' must be 0 or more"),
+        ("scheme: twilio\nsecret: x\n", "scheme 'twilio' needs public_url"),
+        ("scheme: twilio\nsecret: x\npublic_url: https://h.example.com/t?a=1\n", "public_url must not have a query string"),
+        ("scheme: browser-use-v2\nsecret: x\nform_json: payload\n", "'form_json': scheme 'browser-use-v2' takes JSON bodies only"),
+        ("scheme: none\ntype: \"form:\"\n", "'type': field name missing after 'form:'"),
     ])
     func sourceMistakes(_ text: String, _ message: String) throws {
         let path = try Self.file(text)

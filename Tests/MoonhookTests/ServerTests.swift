@@ -173,7 +173,7 @@ struct ServerTests {
             let untyped = Array("{\"payload\": {}}".utf8)
             #expect(try await post("/hooks/browser-use", Server.headers(try ReferenceSigner.sign("browser-use", secret: "bu-test-secret", body: untyped)), untyped)
                 == (.badRequest, "no event type at /type\n"))
-            #expect(try await post("/hooks/browser-use", Server.headers(good, contentType: "text/plain"), body) == (.unsupportedMediaType, "content type must be application/json, got text/plain\n"))
+            #expect(try await post("/hooks/browser-use", Server.headers(good, contentType: "text/plain"), body) == (.unsupportedMediaType, "content type must be application/json, application/x-www-form-urlencoded or multipart/form-data, got text/plain\n"))
             let huge = Array(repeating: UInt8(ascii: " "), count: 5000) + body
             let (status, reason) = try await post("/hooks/browser-use", Server.headers(try ReferenceSigner.sign("browser-use", secret: "bu-test-secret", body: huge)), huge)
             #expect(status == .contentTooLarge)

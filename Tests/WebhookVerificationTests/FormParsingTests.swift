@@ -37,18 +37,10 @@ struct FormParsingTests {
     /// A multipart body from urllib3's encoder: text fields, a repeated name, and a binary file
     /// whose bytes contain line breaks, dashes and the boundary's prefix.
     @Test func multipartBodiesWrittenByUrllib3() throws {
-        let script = """
-            import json, sys, urllib3
-            data = bytes(range(256)) + b"\\r\\n--not-the-boundary\\r\\n--"
-            body, content_type = urllib3.encode_multipart_formdata([
-                ("name", "caf\\u00e9"), ("tag", "a"), ("tag", "b"), ("empty", ""),
-                ("upload", ("report.bin", data, "application/octet-stream")),
-            ])
-            sys.stdout.buffer.write(json.dumps({"content_type": content_type, "body": list(body), "data": list(data)}).encode())
-            """
-        struct Encoded: Decodable { var content_type: String; var body: [UInt8]; var data: [UInt8] }
-        let encoded = try JSONDecoder().decode(Encoded.self, from: try ReferenceSigner.python(["-c", script]))
-        let format = try #require(BodyFormat(contentType: encoded.content_type))
+        let encoded = try ReferenceMultipart.encode(
+            fields: #"[("name", "caf\u00e9"), ("tag", "a"), ("tag", "b"), ("empty", ""), ("upload", ("report.bin", data, "application/octet-stream"))]"#,
+            data: #"bytes(range(256)) + b"\r\n--not-the-boundary\r\n--""#)
+        let format = try #require(BodyFormat(contentType: encoded.contentType))
         let fields = try format.fields(of: encoded.body)
         #expect(fields.map(\.name) == ["name", "tag", "tag", "empty", "upload"])
         #expect(fields[0].value == Array("caf\u{e9}".utf8))

@@ -14,6 +14,10 @@ public struct SourceConfiguration: Sendable {
     public var type: [FieldSource]
     /// Where the delivery id is, tried in order; the body's SHA-256 when none has it.
     public var id: [FieldSource]
+    /// `form_json`: the form field whose JSON, when a form body has that field, is the event's body
+    /// and what JSON pointers read (Slack's interactivity and GitHub's form deliveries put the event
+    /// in `payload`, the default of those schemes).
+    public var formJSON: String?
     /// Secrets the handlers read as `secrets.NAME`: each name in `handler_secrets` with the value of
     /// the environment variable of that name.
     public var handlerSecrets: [String: String] = [:]
@@ -32,6 +36,11 @@ public struct SourceConfiguration: Sendable {
         case pointer(String)
         /// The lower-case hex SHA-256 of the raw body.
         case bodyHash
+        /// A field of a form body, such as Slack's `command`. As an event type, its leading `/` is dropped.
+        case form(String)
+        /// Twilio's messaging and voice webhooks: `message.<MessageStatus or SmsStatus>`,
+        /// `call.<CallStatus>` or `recording.<RecordingStatus>`, such as `message.received`.
+        case twilioStatus
 
         init(_ text: String, field: String, path: String) throws(ConfigurationError) {
             if text.lowercased().hasPrefix("header:") {
@@ -42,8 +51,12 @@ public struct SourceConfiguration: Sendable {
                 self = .pointer(text)
             } else if text == "sha256" {
                 self = .bodyHash
+            } else if text.lowercased().hasPrefix("form:") {
+                let name = String(text.dropFirst("form:".count))
+                guard !name.isEmpty else { throw ConfigurationError(path: path, "'\(field)': field name missing after 'form:'") }
+                self = .form(name)
             } else {
-                throw ConfigurationError(path: path, "'\(field)' must be a JSON pointer (/data/eventType), header:NAME or sha256")
+                throw ConfigurationError(path: path, "'\(field)' must be a JSON pointer (/data/eventType), header:NAME, form:NAME or sha256")
             }
         }
 
@@ -58,6 +71,8 @@ public struct SourceConfiguration: Sendable {
             case .header(let name): "header \(name)"
             case .pointer(let pointer): pointer
             case .bodyHash: "the body's SHA-256"
+            case .form(let name): "form field \(name)"
+            case .twilioStatus: "MessageStatus, SmsStatus, CallStatus or RecordingStatus"
             }
         }
     }
@@ -75,6 +90,8 @@ public struct SourceConfiguration: Sendable {
         var encoding: String?
         var token: String?
         var signed: String?
+        var public_url: String?
+        var form_json: String?
         var handler_secrets: [String]?
         var respond: String?
         var concurrency: Int?
@@ -155,6 +172,7 @@ public struct SourceConfiguration: Sendable {
             guard let part = SignedPart(rawValue: signed) else { throw ConfigurationError(path: path, "'signed' must be body or payload") }
             verifier.signedPart = part
         }
+        verifier.publicURL = file.public_url
         do {
             _ = try Verifier(verifier)
         } catch {
@@ -180,12 +198,31 @@ public struct SourceConfiguration: Sendable {
         }
         type = try file.type.map { (text) throws(ConfigurationError) in [try FieldSource(text, field: "type", path: path)] } ?? Self.defaultType(scheme)
         id = try file.id.map { (text) throws(ConfigurationError) in [try FieldSource(text, field: "id", path: path)] } ?? Self.defaultID(scheme)
+        if let name = file.form_json {
+            guard !name.isEmpty else { throw ConfigurationError(path: path, "'form_json' must name a form field, such as payload") }
+            guard scheme.acceptsForms else { throw ConfigurationError(path: path, "'form_json': scheme '\(scheme.rawValue)' takes JSON bodies only") }
+            formJSON = name
+        } else {
+            formJSON = Self.defaultFormJSON(scheme)
+        }
+    }
+
+    /// Slack's interactivity and GitHub's form content type post the event as JSON in `payload`.
+    static func defaultFormJSON(_ scheme: VerificationScheme) -> String? {
+        switch scheme {
+        case .slack, .github: "payload"
+        default: nil
+        }
     }
 
     static func defaultType(_ scheme: VerificationScheme) -> [FieldSource] {
         switch scheme {
         case .github: [.header("X-GitHub-Event")]
         case .shopify: [.header("X-Shopify-Topic")]
+        // Events API and interactivity (`payload`) carry a `type`; a slash command names its command.
+        case .slack: [.pointer("/type"), .form("command")]
+        // Conversations and other products' webhooks name the event in `EventType`.
+        case .twilio: [.twilioStatus, .form("EventType")]
         default: [.pointer("/type")]
         }
     }
@@ -196,6 +233,7 @@ public struct SourceConfiguration: Sendable {
         case .standardWebhooks: [.header("webhook-id"), .header("svix-id"), .bodyHash]
         case .stripe: [.pointer("/id"), .bodyHash]
         case .shopify: [.header("X-Shopify-Webhook-Id"), .bodyHash]
+        case .twilio: [.header("I-Twilio-Idempotency-Token"), .bodyHash]
         default: [.bodyHash]
         }
     }

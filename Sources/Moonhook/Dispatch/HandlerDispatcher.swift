@@ -302,7 +302,7 @@ public final class HandlerDispatcher: Service, Sendable {
         var lines: [String] = []
         if let source, let handler {
             let context = HandlerContext(source: task.delivery.source, logger: logger, redactions: source.redactions)
-            let event = HandlerEvent(task)
+            let event = HandlerEvent(task, formJSON: source.configuration.formJSON)
             outcome = await pool.invoke(handler, arguments: [event.luaValue], info: LuaInvocationInfo(handlerPath: handler.path, context: context))
             lines = context.logLines.map(Self.json)
         } else {
@@ -374,8 +374,10 @@ public final class HandlerDispatcher: Service, Sendable {
 
 extension HandlerEvent {
     /// The event of a stored delivery, for the attempt `task` is.
-    init(_ task: InboxTask) {
+    init(_ task: InboxTask, formJSON: String?) {
         let delivery = task.delivery
-        self.init(id: delivery.id, source: delivery.source, type: delivery.type, receivedAt: delivery.receivedAt, attempt: task.attempt, headers: delivery.headers, raw: delivery.body)
+        self.init(
+            id: delivery.id, source: delivery.source, type: delivery.type, receivedAt: delivery.receivedAt, attempt: task.attempt, headers: delivery.headers,
+            raw: delivery.body, formJSON: formJSON)
     }
 }

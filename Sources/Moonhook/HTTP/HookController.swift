@@ -60,13 +60,14 @@ struct HookController: Sendable {
             throw HTTPFailure(.contentTooLarge, "body exceeds the limit of \(maxBodyBytes) bytes")
         }
         let headers = request.headers.map { (name: $0.name.rawName, value: $0.value) }
-        let webhook = WebhookRequest(headers: headers, body: Array(buffer: buffer))
+        let webhook = WebhookRequest(headers: headers, body: Array(buffer: buffer), query: request.uri.query ?? "")
+        let format = try Envelope.format(of: webhook, scheme: source.configuration.verifier.scheme)
         do {
             try source.verifier.verify(webhook, now: Date())
         } catch {
             throw HTTPFailure(.unauthorized, error.message)
         }
-        let envelope = try Envelope.open(webhook, source: source)
+        let envelope = try Envelope.open(webhook, format: format, source: source)
         let handlers = source.handlers(for: envelope.type)
         let delivery = InboxDelivery(
             source: source.name, id: envelope.id, type: envelope.type, receivedAt: Date(), headers: Self.lowercased(headers), body: webhook.body,

@@ -9,15 +9,19 @@ struct SignCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sign",
         abstract: "Print the headers a sender would send with FILE under SOURCE's scheme and secret.",
-        discussion: "Example: moonhook sign browser-use fixtures/browser-use/test.json"
+        discussion: """
+            A .form file is signed as application/x-www-form-urlencoded, anything else as JSON; --content-type says otherwise.
+            Example: moonhook sign browser-use fixtures/browser-use/test.json
+            """
     )
 
     @Argument(help: "The source (a folder of the handlers folder).") var source: String
     @Argument(help: "The body to sign.") var file: String
+    @Option(help: "The body's content type (default: by the file's extension).") var contentType: String?
     @OptionGroup var options: ServerOptions
 
     func run() async throws {
-        let signed = try SignedRequest.make(source: source, file: file, options: options)
+        let signed = try SignedRequest.make(source: source, file: file, contentType: contentType, options: options)
         for (name, value) in signed.headers { print("\(name): \(value)") }
     }
 }
@@ -35,13 +39,14 @@ struct SendCommand: AsyncParsableCommand {
     @Argument(help: "Where to post, e.g. http://127.0.0.1:8080/hooks/browser-use.") var url: String
     @Argument(help: "The source whose scheme and secret sign the body.") var source: String
     @Argument(help: "The body to send.") var file: String
+    @Option(help: "The body's content type (default: by the file's extension, .form is a URL-encoded form).") var contentType: String?
     @OptionGroup var options: ServerOptions
 
     func run() async throws {
-        let signed = try SignedRequest.make(source: source, file: file, options: options)
+        let signed = try SignedRequest.make(source: source, file: file, contentType: contentType, options: options)
         var request = HTTPClientRequest(url: url)
         request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Content-Type", value: signed.contentType)
         for (name, value) in signed.headers { request.headers.add(name: name, value: value) }
         request.body = .bytes(ByteBuffer(bytes: signed.body))
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
@@ -55,8 +60,14 @@ struct SendCommand: AsyncParsableCommand {
 struct SignedRequest {
     var headers: [(name: String, value: String)]
     var body: [UInt8]
+    var contentType: String
 
-    static func make(source: String, file: String, options: ServerOptions) throws -> SignedRequest {
+    /// The content type of a fixture: a `.form` file holds URL-encoded form fields.
+    static func contentType(of file: String) -> String {
+        URL(fileURLWithPath: file).pathExtension == "form" ? "application/x-www-form-urlencoded" : "application/json"
+    }
+
+    static func make(source: String, file: String, contentType: String?, options: ServerOptions) throws -> SignedRequest {
         let environment = ProcessInfo.processInfo.environment
         let configuration = try options.load(environment: environment)
         let path = URL(fileURLWithPath: configuration.handlersFolder).appending(path: source).appending(path: "source.yaml").path
@@ -64,7 +75,8 @@ struct SignedRequest {
         do {
             let sourceConfiguration = try SourceConfiguration.load(path: path, environment: environment, handlerSecrets: false)
             let verifier = try Verifier(sourceConfiguration.verifier)
-            return SignedRequest(headers: try verifier.sign(body: Array(body), now: Date()), body: Array(body))
+            let contentType = contentType ?? Self.contentType(of: file)
+            return SignedRequest(headers: try verifier.sign(body: Array(body), now: Date(), contentType: contentType), body: Array(body), contentType: contentType)
         } catch let error as ConfigurationError {
             throw ValidationError(error.description)
         } catch {

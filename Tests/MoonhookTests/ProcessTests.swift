@@ -175,6 +175,24 @@ struct ProcessTests {
         #expect(result.out == "X-Webhook-Signature: \(expected[0].value)\n")
     }
 
+    /// A `.form` fixture is signed as a form: Twilio signs its fields, not its bytes.
+    @Test func signSignsFormFixtures() throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("twilio/source.yaml", "scheme: twilio\nsecret: ${TWILIO_AUTH_TOKEN}\npublic_url: https://hooks.example.com/hooks/twilio\n")
+        let fields = "MessageSid=SM1&From=%2B15551234567&Body=Hi+there&SmsStatus=received"
+        try handlers.write("sms.form", fields)
+        let result = try MoonhookProcess.run(
+            ["sign", "twilio", handlers.folder.appending(path: "sms.form").path, "--handlers", handlers.folder.path], environment: ["TWILIO_AUTH_TOKEN": "tok"])
+        #expect(result.status == 0, "\(result.err)")
+        let expected = try ReferenceSigner.sign("twilio", secret: "tok", body: Array(fields.utf8), url: "https://hooks.example.com/hooks/twilio")
+        #expect(result.out == "X-Twilio-Signature: \(expected[0].value)\n")
+        let asJSON = try MoonhookProcess.run(
+            ["sign", "twilio", handlers.folder.appending(path: "sms.form").path, "--content-type", "application/json", "--handlers", handlers.folder.path],
+            environment: ["TWILIO_AUTH_TOKEN": "tok"])
+        #expect(asJSON.status != 0 && asJSON.err.contains("twilio signs form fields"))
+    }
+
     @Test func runExitsWithTheHandlersOutcome() throws {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }

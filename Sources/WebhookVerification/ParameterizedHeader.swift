@@ -13,20 +13,21 @@ struct ParameterizedHeader {
         func skipSpaces() {
             while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
         }
-        func token(until stops: Set<UInt8>) -> String {
+        // Runs once per request: the stops are two bytes, not a set.
+        func token(until stop: UInt8, or other: UInt8? = nil) -> String {
             let start = index
-            while index < bytes.count, !stops.contains(bytes[index]) { index += 1 }
+            while index < bytes.count, bytes[index] != stop, bytes[index] != other { index += 1 }
             var end = index
             while end > start, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 { end -= 1 }
             return String(decoding: bytes[start..<end], as: UTF8.self)
         }
         skipSpaces()
-        value = token(until: [UInt8(ascii: ";")]).lowercased()
+        value = token(until: UInt8(ascii: ";")).lowercased()
         parameters = [:]
         while index < bytes.count {
             index += 1  // the ';'
             skipSpaces()
-            let name = token(until: [UInt8(ascii: "="), UInt8(ascii: ";")]).lowercased()
+            let name = token(until: UInt8(ascii: "="), or: UInt8(ascii: ";")).lowercased()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "=") else { continue }
             index += 1
             skipSpaces()
@@ -40,10 +41,10 @@ struct ParameterizedHeader {
                     index += 1
                 }
                 index += 1  // the closing quote, if any
-                _ = token(until: [UInt8(ascii: ";")])  // anything after it up to the next parameter
+                _ = token(until: UInt8(ascii: ";"))  // anything after it up to the next parameter
                 parameter = String(decoding: quoted, as: UTF8.self)
             } else {
-                parameter = token(until: [UInt8(ascii: ";")])
+                parameter = token(until: UInt8(ascii: ";"))
             }
             if !name.isEmpty, parameters[name] == nil { parameters[name] = parameter }
         }

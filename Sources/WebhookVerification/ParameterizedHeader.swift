@@ -40,7 +40,7 @@ struct ParameterizedHeader {
                     quoted.append(bytes[index])
                     index += 1
                 }
-                index += 1  // the closing quote, if any
+                if index < bytes.count { index += 1 }  // the closing quote, when there is one
                 _ = token(until: UInt8(ascii: ";"))  // anything after it up to the next parameter
                 parameter = String(decoding: quoted, as: UTF8.self)
             } else {

@@ -80,6 +80,35 @@ struct FormParsingTests {
         #expect(try MultipartForm.parse(Array((String(repeating: part, count: 3) + "--B--\r\n").utf8), boundary: "B").count == 3)
     }
 
+    /// Cut, spliced and corrupted copies of a valid multipart body (a fixed seed): each is read or
+    /// refused with a reason, never a trap, and a URL-encoded read of the same bytes never traps either.
+    @Test func corruptedBodiesAreReadOrRefusedNeverTrap() throws {
+        let valid = Array(
+            ("preamble\r\n--B \r\nContent-Disposition: form-data; name=\"a\"\r\n\r\none\r\n"
+                + "--B\r\ncontent-disposition: form-data; name=\"f\"; filename=\"x\\\".txt\"\r\nContent-Type: text/plain\r\n\r\n%41+\r\n--B--\r\n").utf8)
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(max(bound, 1)))
+        }
+        let alphabet = Array("\r\n-B=\";:%+&a ".utf8)
+        var read = 0
+        for _ in 0..<5000 {
+            var body = valid
+            for _ in 0..<(1 + next(4)) {
+                switch next(3) {
+                case 0: body = Array(body.prefix(next(body.count + 1)))
+                case 1: if !body.isEmpty { body[next(body.count)] = alphabet[next(alphabet.count)] }
+                default: body.insert(contentsOf: body[next(body.count + 1)...].prefix(next(20)), at: next(body.count + 1))
+                }
+            }
+            if (try? MultipartForm.parse(body, boundary: "B")) != nil { read += 1 }
+            _ = try? URLEncodedForm.parse(body)
+        }
+        #expect(read > 0 && read < 5000)
+        #expect(try MultipartForm.parse(valid, boundary: "B").map(\.filename) == [nil, "x\".txt"])
+    }
+
     /// A megabyte of near-misses of a long boundary (every line break starts a delimiter that
     /// fails at its last byte) is read in well under a second: the search is linear.
     @Test func nearMissesOfTheBoundaryAreReadInLinearTime() throws {

@@ -55,6 +55,10 @@ struct FormParsingTests {
         #expect(BodyFormat(contentType: "application/vnd.api+json") == .json)
         #expect(BodyFormat(contentType: "Application/X-WWW-Form-Urlencoded; charset=UTF-8") == .urlEncodedForm)
         #expect(BodyFormat(contentType: #"multipart/form-data; boundary="a b;c""#) == .multipartForm(boundary: "a b;c"))
+        // Hostile or sloppy parameters: an unterminated quote, empty and nameless parameters.
+        #expect(BodyFormat(contentType: #"multipart/form-data; boundary="abc"#) == .multipartForm(boundary: "abc"))
+        #expect(BodyFormat(contentType: "multipart/form-data;;=x; boundary ; boundary=b=c") == .multipartForm(boundary: "b=c"))
+        #expect(BodyFormat(contentType: "multipart/form-data; charset=utf-8") == .multipartForm(boundary: nil))
         #expect(BodyFormat(contentType: "text/plain") == nil)
         #expect(BodyFormat(contentType: "multipart/mixed; boundary=x") == nil)
     }

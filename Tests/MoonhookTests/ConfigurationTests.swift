@@ -94,6 +94,9 @@ struct ConfigurationTests {
         ("log_level: loud\n", "", "log_level must be one of"),
         ("deliveries:\n  retention: forever\n", "", "'deliveries.retention' must be a duration"),
         ("deliveries:\n  lease: 0s\n", "", "deliveries.lease must be more than 0"),
+        ("server:\n  header_timeout: soon\n", "", "'server.header_timeout' must be a duration"),
+        ("server:\n  idle_timeout: 0\n", "", "server.idle_timeout must be more than 0"),
+        ("server:\n  max_connections: 0\n", "", "server.max_connections must be a positive whole number"),
     ])
     func mistakesNameFileLineAndKey(_ text: String, _ line: String, _ message: String) throws {
         let path = try Self.file(text)
@@ -162,6 +165,18 @@ struct ConfigurationTests {
         #expect(settings.durable == false)
         let defaults = ServerConfiguration().deliveries
         #expect(defaults.retention == .seconds(7 * 86400) && defaults.lease == .seconds(30) && defaults.durable)
+    }
+
+    @Test func serverSettingsAreRead() throws {
+        let path = try Self.file("server:\n  header_timeout: 5s\n  body_timeout: 1m\n  idle_timeout: 90\n  max_connections: 100\n")
+        let settings = try ServerConfiguration.load(file: path, required: true, environment: [:]).server
+        #expect(settings.headerTimeout == .seconds(5))
+        #expect(settings.bodyTimeout == .seconds(60))
+        #expect(settings.idleTimeout == .seconds(90))
+        #expect(settings.maxConnections == 100)
+        let defaults = ServerConfiguration().server
+        #expect(defaults.headerTimeout == .seconds(10) && defaults.bodyTimeout == .seconds(30) && defaults.idleTimeout == .seconds(60))
+        #expect(defaults.maxConnections == 4096)
     }
 
     @Test func sourceDeliveryKeysAreRead() throws {

@@ -27,6 +27,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var outbound = OutboundPolicy()
     /// How accepted deliveries are kept and dispatched.
     public var deliveries = DeliverySettings()
+    /// Timeouts and the connection cap of the HTTP server.
+    public var server = ServerSettings()
 
     /// The `deliveries:` section of `moonhook.yaml`.
     public struct DeliverySettings: Sendable, Equatable {
@@ -71,6 +73,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         var limits: Limits?
         var http: HTTP?
         var deliveries: Deliveries?
+        var server: Server?
 
         struct Deliveries: Decodable {
             var retention: String?
@@ -154,6 +157,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         }
         if let limits = file.limits {
             if let megabytes = limits.memory_mb { self.limits.memoryBytes = try positive(megabytes, "limits.memory_mb", origin) << 20 }
+        if let section = file.server { try server.apply(section, origin: origin) }
             if let count = limits.instructions { self.limits.instructions = Int64(try positive(Int(count), "limits.instructions", origin)) }
             if let milliseconds = limits.timeout_ms { self.limits.wallClock = .milliseconds(try positive(Int(milliseconds), "limits.timeout_ms", origin)) }
             if let steps = limits.pattern_steps { self.limits.patternSteps = Int64(try positive(Int(steps), "limits.pattern_steps", origin)) }

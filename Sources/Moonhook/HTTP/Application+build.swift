@@ -1,9 +1,11 @@
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import LuaRuntime
 import MoonhookStore
+import NIOCore
 import ServiceLifecycle
 
 /// Builds the whole server: Lua workers, the sources of the handlers folder, the dispatcher and the
@@ -61,9 +63,18 @@ public func buildApplication(
     ).addRoutes(to: router)
     AdminController(token: configuration.adminToken, sources: sources, inbox: store, dispatcher: dispatcher).addRoutes(to: router)
 
+    // Slow senders: a deadline on each request's head and body, Hummingbird's idle timeout
+    // between requests, and a cap on open connections (further ones wait in the listen queue).
+    let edge = configuration.server
+    let http1 = HTTP1Channel.Configuration(
+        additionalChannelHandlers: [RequestDeadlineHandler(headerTimeout: edge.headerTimeout, bodyTimeout: edge.bodyTimeout, logger: logger)],
+        idleTimeout: TimeAmount(edge.idleTimeout))
     return Application(
         router: router,
-        configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "moonhook"),
+        server: .http1(configuration: http1),
+        configuration: ApplicationConfiguration(
+            address: .hostname(configuration.host, port: configuration.port), serverName: "moonhook",
+            availableConnectionsDelegate: MaximumAvailableConnections(edge.maxConnections, logger: logger)),
         services: [RuntimeService(pool: pool, store: store, client: client, retention: configuration.deliveries.retention, logger: logger), dispatcher, watcher],
         onServerRunning: { channel in await onServerRunning?(channel.localAddress?.port ?? 0) },
         logger: logger

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import LuaRuntime
 import MoonhookStore
+import NIOCore
 import WebhookVerification
 
 /// `POST /hooks/{source}`: find the source, verify on the raw body, decode, store durably in the
@@ -56,8 +57,11 @@ struct HookController: Sendable {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: maxBodyBytes)
-        } catch {
+        } catch is NIOTooManyBytesError {
             throw HTTPFailure(.contentTooLarge, "body exceeds the limit of \(maxBodyBytes) bytes")
+        } catch {
+            // The connection ended mid-body: the sender went away, or took longer than body_timeout.
+            throw HTTPFailure(.badRequest, "body not received in full: \(error)")
         }
         let headers = request.headers.map { (name: $0.name.rawName, value: $0.value) }
         let webhook = WebhookRequest(headers: headers, body: Array(buffer: buffer), query: request.uri.query ?? "")

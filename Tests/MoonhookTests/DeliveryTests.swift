@@ -224,6 +224,69 @@ struct DeliveryTests {
         #expect(records.all.contains { $0.message == "handler failed, dead-lettered" })
     }
 
+    /// `respond: sync` deliveries take slots within the concurrency limits: a second request for a
+    /// handler with `concurrency = 1` waits for the first to finish; a handler whose source's only
+    /// slot stays taken past its timeout answers 503 with `Retry-After`, runs nothing, and its
+    /// resend once the slot is free runs (the delivery id was released).
+    @Test func synchronousDeliveriesWaitForASlotThenAnswer503() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("one/source.yaml", "scheme: none\nrespond: sync\nid: /id\n")
+        try handlers.write(
+            "one/work.lua",
+            """
+            return { concurrency = 1, timeout = 4, handle = function(e)
+              if e.body.hold then time.sleep(1500) end
+              return {id = e.body.id}
+            end }
+            """)
+        try handlers.write("shared/source.yaml", "scheme: none\nrespond: sync\nid: /id\nconcurrency: 1\n")
+        try handlers.write("shared/hold.lua", "return { timeout = 5, handle = function(e) time.sleep(2500) return 'held' end }")
+        try handlers.write("shared/quick.lua", "return { timeout = 1, handle = function(e) kv.incr('quick') return 'quick' end }")
+        let records = LogRecords()
+        let app = try await buildApplication(configuration: Self.configuration(handlers), environment: [:], logger: records.logger())
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            // Separate connections, so that the requests are in the server at the same time.
+            @Sendable func send(_ source: String, _ body: String) async throws -> (status: Int, retryAfter: String?, body: String) {
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/hooks/\(source)")
+                request.method = .POST
+                request.headers.add(name: "Content-Type", value: "application/json")
+                request.body = .bytes(ByteBuffer(string: body))
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(15))
+                return (Int(response.status.code), response.headers.first(name: "Retry-After"), String(buffer: try await response.body.collect(upTo: 1 << 16)))
+            }
+            let clock = ContinuousClock()
+
+            // Per handler: the second waits for the first's slot instead of running alongside.
+            let started = clock.now
+            async let first = send("one", #"{"type":"work","id":"w-1","hold":true}"#)
+            try await Task.sleep(for: .milliseconds(300))
+            let second = try await send("one", #"{"type":"work","id":"w-2"}"#)
+            let waited = clock.now - started
+            #expect(second.status == 200 && second.body == #"{"id":"w-2"}"#, "\(second)")
+            #expect(waited >= .milliseconds(1400), "the second ran after \(waited), alongside the first that holds the handler's only slot")
+            #expect(try await first.status == 200)
+
+            // Per source: the only slot is held for longer than quick.lua's timeout.
+            async let held = send("shared", #"{"type":"hold","id":"h-1"}"#)
+            try await Task.sleep(for: .milliseconds(300))
+            let asked = clock.now
+            let busy = try await send("shared", #"{"type":"quick","id":"q-1"}"#)
+            let answeredAfter = clock.now - asked
+            #expect(busy.status == 503, "\(busy)")
+            #expect(busy.retryAfter == "1")
+            #expect(busy.body.contains("no free slot within its 1000 ms timeout"), "\(busy.body)")
+            #expect(answeredAfter >= .milliseconds(950) && answeredAfter < .seconds(2), "503 after \(answeredAfter); the handler's timeout is 1 s")
+            #expect(try await held.body == "held")
+            let resent = try await send("shared", #"{"type":"quick","id":"q-1"}"#)
+            #expect(resent.status == 200 && resent.body == "quick", "the resend after the slot was free: \(resent)")
+        }
+        let store = try await SQLiteStore.open(path: handlers.folder.appending(path: "state/moonhook.sqlite").path, logger: LogRecords().logger())
+        #expect(try await store.get("shared", "quick") == Array("1".utf8), "the refused delivery ran, or its resend did not")
+        await store.close()
+    }
+
     /// A database locked by someone else for longer than the busy timeout (10 s): the sender gets
     /// 503 with the reason, nothing is accepted, and once the lock is gone deliveries go through.
     @Test func aLockedDatabaseAnswers503() async throws {

@@ -20,11 +20,12 @@ public final class HandlerDispatcher: Service, Sendable {
     private let sources: SourceDirectory
     private let pool: WorkerPool
     private let settings: ServerConfiguration.DeliverySettings
-    private let maxConcurrent: Int
+    /// A handler's wall-clock limit when it sets no `timeout`.
+    private let defaultTimeout: Duration
     private let logger: Logger
     private let stream: AsyncStream<Signal>
     private let signal: AsyncStream<Signal>.Continuation
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     /// A wake is queued and not yet acted on: further wakes add nothing.
     private let wakeQueued = Atomic(false)
     /// Pairs may be waiting in the inbox for a free slot: a finished invocation should look.
@@ -53,17 +54,28 @@ public final class HandlerDispatcher: Service, Sendable {
         var counters = Counters()
         /// Pairs this process runs now, with their attempt numbers: the leases to renew.
         var running: [Key: Int] = [:]
-        var perSource: [String: Int] = [:]
-        var perHandler: [String: Int] = [:]
-        var claimed = 0
+        /// A waiting synchronous delivery is woken with whether it got its slot.
+        var slots: ConcurrencySlots<CheckedContinuation<Bool, Never>>
     }
 
-    public init(inbox: any DeliveryInbox, sources: SourceDirectory, pool: WorkerPool, settings: ServerConfiguration.DeliverySettings, maxConcurrent: Int, logger: Logger) {
+    /// How a `respond: sync` pair's run ended.
+    public enum SynchronousOutcome: Sendable {
+        /// It ran; the handler's outcome.
+        case finished(LuaOutcome)
+        /// No slot came free within the handler's timeout; the pair is recorded dead, not run.
+        case noSlot(timeout: Duration)
+    }
+
+    public init(
+        inbox: any DeliveryInbox, sources: SourceDirectory, pool: WorkerPool, settings: ServerConfiguration.DeliverySettings, maxConcurrent: Int,
+        defaultTimeout: Duration, logger: Logger
+    ) {
         self.inbox = inbox
         self.sources = sources
         self.pool = pool
         self.settings = settings
-        self.maxConcurrent = max(1, maxConcurrent)
+        self.state = Mutex(State(slots: ConcurrencySlots(maxConcurrent: maxConcurrent)))
+        self.defaultTimeout = defaultTimeout
         self.logger = logger
         (stream, signal) = AsyncStream.makeStream(of: Signal.self)
     }
@@ -86,22 +98,28 @@ public final class HandlerDispatcher: Service, Sendable {
     /// a request costs no catalog lookup here.
     public func reserve(source: Source, handlers: [LoadedHandler]) -> Bool {
         state.withLock { state in
-            var trial = state
+            var trial = state.slots
             for handler in handlers {
-                let candidate = TaskCandidate(delivery: 0, source: source.name, handler: handler.path)
-                let limits = (source: source.configuration.concurrency, handler: handler.options.concurrency)
-                guard Self.admit(candidate, limits: limits, maxConcurrent: maxConcurrent, in: &trial) else { return false }
+                guard trial.take(source: source.name, handler: handler.path, limits: Self.limits(source, handler)) else { return false }
             }
-            state = trial
+            state.slots = trial
             return true
         }
     }
 
     /// Gives back what `reserve` took, for a delivery that was not stored (or was a duplicate).
     public func cancel(source: String, handlers: [String]) {
-        state.withLock { state in
-            for handler in handlers { Self.unreserve(TaskCandidate(delivery: 0, source: source, handler: handler), in: &state) }
-        }
+        let granted = state.withLock { state in handlers.flatMap { state.slots.give(source: source, handler: $0) } }
+        Self.wake(granted)
+    }
+
+    private static func limits(_ source: Source?, _ handler: LoadedHandler?) -> ConcurrencySlots<CheckedContinuation<Bool, Never>>.Limits {
+        ConcurrencySlots.Limits(source: source?.configuration.concurrency, handler: handler?.options.concurrency)
+    }
+
+    /// Tells waiting synchronous deliveries that they hold a slot now. Called outside the lock.
+    private static func wake(_ granted: [CheckedContinuation<Bool, Never>]) {
+        for waiter in granted { waiter.resume(returning: true) }
     }
 
     /// Runs pairs stored already claimed (attempt 1) in slots `reserve` gave.
@@ -171,7 +189,7 @@ public final class HandlerDispatcher: Service, Sendable {
     /// Claims as many due pairs as there are free slots, within the per-source and per-handler
     /// limits. The slots are reserved while choosing, inside the claim's transaction.
     private func claim() async -> [InboxTask] {
-        let free = maxConcurrent - state.withLock { $0.claimed }
+        let free = state.withLock { $0.slots.free }
         guard free > 0 else { return [] }
         let reservation = Reservation()
         let tasks: [InboxTask]
@@ -190,10 +208,11 @@ public final class HandlerDispatcher: Service, Sendable {
                 unclaimed.remove(at: index)
             }
         }
-        state.withLock { state in
-            for candidate in unclaimed { Self.unreserve(candidate, in: &state) }
+        let granted = state.withLock { state in
             for task in tasks { Self.track(task, in: &state) }
+            return unclaimed.flatMap { state.slots.give(source: $0.source, handler: $0.handler) }
         }
+        Self.wake(granted)
         // Fewer than there was room for: nothing more is due now (retries come with the tick).
         if tasks.count < free { backlog.store(false, ordering: .relaxed) } else { poke() }
         return tasks
@@ -205,40 +224,23 @@ public final class HandlerDispatcher: Service, Sendable {
 
     private func reserve(from candidates: [TaskCandidate], free: Int, into reservation: Reservation) -> [TaskCandidate] {
         let catalog = sources.catalog
-        return state.withLock { state in
+        let (chosen, granted) = state.withLock { state in
             // A transaction run again calls this again: its earlier choice is given back first.
-            for candidate in reservation.chosen.withLock({ $0 }) { Self.unreserve(candidate, in: &state) }
+            let granted = reservation.chosen.withLock({ $0 }).flatMap { state.slots.give(source: $0.source, handler: $0.handler) }
             var chosen: [TaskCandidate] = []
             for candidate in candidates where chosen.count < free {
                 // Its lease ran out while this process still runs it (renewal fell behind): it is
                 // not run a second time alongside.
                 if state.running[Key(delivery: candidate.delivery, handler: candidate.handler)] != nil { continue }
                 let source = catalog.sources[candidate.source]
-                let limits = (source: source?.configuration.concurrency, handler: source?.handler(at: candidate.handler)?.options.concurrency)
-                if Self.admit(candidate, limits: limits, maxConcurrent: maxConcurrent, in: &state) { chosen.append(candidate) }
+                let limits = Self.limits(source, source?.handler(at: candidate.handler))
+                if state.slots.take(source: candidate.source, handler: candidate.handler, limits: limits) { chosen.append(candidate) }
             }
             reservation.chosen.withLock { $0 = chosen }
-            return chosen
+            return (chosen, granted)
         }
-    }
-
-    /// Takes a slot for `candidate` if the server's, its source's and its handler's limits allow.
-    private static func admit(
-        _ candidate: TaskCandidate, limits: (source: Int?, handler: Int?), maxConcurrent: Int, in state: inout State
-    ) -> Bool {
-        guard state.claimed < maxConcurrent else { return false }
-        if let limit = limits.source, state.perSource[candidate.source, default: 0] >= limit { return false }
-        if let limit = limits.handler, state.perHandler[candidate.handler, default: 0] >= limit { return false }
-        state.perSource[candidate.source, default: 0] += 1
-        state.perHandler[candidate.handler, default: 0] += 1
-        state.claimed += 1
-        return true
-    }
-
-    private static func unreserve(_ candidate: TaskCandidate, in state: inout State) {
-        state.perSource[candidate.source, default: 1] -= 1
-        state.perHandler[candidate.handler, default: 1] -= 1
-        state.claimed -= 1
+        Self.wake(granted)
+        return chosen
     }
 
     /// Counts a pair as running here: its lease is renewed until `untrack`.
@@ -254,19 +256,82 @@ public final class HandlerDispatcher: Service, Sendable {
 
     /// Ends a pair run in a reserved slot: the slot and the lease go.
     private func release(_ task: InboxTask) {
-        state.withLock { state in
-            Self.unreserve(TaskCandidate(delivery: task.delivery.seq, source: task.delivery.source, handler: task.handler), in: &state)
+        let granted = state.withLock { state in
             Self.untrack(task, in: &state)
+            return state.slots.give(source: task.delivery.source, handler: task.handler)
         }
+        Self.wake(granted)
     }
 
     /// Runs a pair the caller claimed itself (a `respond: sync` delivery, stored already running)
-    /// and records the outcome; a failure is dead-lettered at once, since the sender is answered
-    /// with it and will resend. Returns the handler's outcome.
-    public func runClaimed(_ task: InboxTask) async -> LuaOutcome {
+    /// once a slot is free within the server's, the source's and the handler's limits, and records
+    /// the outcome; a failure is dead-lettered at once, since the sender is answered with it and
+    /// will resend. The wait for the slot counts against the handler's timeout; a pair that gets
+    /// no slot within it is recorded dead without running (`noSlot`).
+    public func runSynchronously(_ task: InboxTask, source: Source, handler: LoadedHandler) async -> SynchronousOutcome {
+        let timeout = handler.options.timeout ?? defaultTimeout
+        let clock = ContinuousClock()
+        let start = clock.now
+        guard await waitForSlot(source: source, handler: handler, within: timeout) else {
+            await drop(task, error: "no free slot within the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
+            return .noSlot(timeout: timeout)
+        }
         state.withLock { Self.track(task, in: &$0) }
-        defer { state.withLock { Self.untrack(task, in: &$0) } }
-        return await attempt(task, retrying: false)
+        defer { release(task) }
+        let left = timeout - (clock.now - start)
+        return .finished(await attempt(task, retrying: false, timeout: max(left, .milliseconds(1))))
+    }
+
+    /// Where a waiting synchronous delivery stands in the line, for its timer.
+    private final class Waiting: Sendable {
+        enum Place {
+            case starting
+            case queued(Int)
+            case gaveUp
+        }
+
+        let place = Mutex(Place.starting)
+    }
+
+    /// Takes a slot for `handler` of `source`, waiting at most `limit` for one to come free.
+    private func waitForSlot(source: Source, handler: LoadedHandler, within limit: Duration) async -> Bool {
+        let limits = Self.limits(source, handler)
+        let waiting = Waiting()
+        return await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                // Time is up (or the request went away): out of the line, unless it got its slot.
+                let ticket = self.state.withLock { state in
+                    waiting.place.withLock { waiting -> CheckedContinuation<Bool, Never>? in
+                        defer { waiting = .gaveUp }
+                        guard case .queued(let id) = waiting else { return nil }
+                        return state.slots.abandon(id)
+                    }
+                }
+                ticket?.resume(returning: false)
+            }
+            let granted = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let answer = state.withLock { state -> Bool? in
+                    if state.slots.take(source: source.name, handler: handler.path, limits: limits) { return true }
+                    return waiting.place.withLock { waiting -> Bool? in
+                        if case .gaveUp = waiting { return false }
+                        waiting = .queued(state.slots.wait(source: source.name, handler: handler.path, limits: limits, ticket: continuation))
+                        return nil
+                    }
+                }
+                if let answer { continuation.resume(returning: answer) }
+            }
+            group.cancelAll()
+            return granted
+        }
+    }
+
+    /// Records a pair that the caller claimed dead without running it.
+    public func drop(_ task: InboxTask, error: String) async {
+        let now = Date()
+        await record("recording a pair not run") {
+            try await self.inbox.finish(task, outcome: .dead(error: error), record: AttemptRecord(startedAt: now, finishedAt: now, logs: []))
+        }
     }
 
     private func execute(_ task: InboxTask) async {
@@ -286,7 +351,7 @@ public final class HandlerDispatcher: Service, Sendable {
             metadata: ["source": "\(task.delivery.source)", "delivery.id": "\(task.delivery.id)", "handlers": "\(handlers.joined(separator: ","))"])
     }
 
-    private func attempt(_ task: InboxTask, retrying: Bool) async -> LuaOutcome {
+    private func attempt(_ task: InboxTask, retrying: Bool, timeout: Duration? = nil) async -> LuaOutcome {
         var logger = self.logger
         logger[metadataKey: "source"] = "\(task.delivery.source)"
         logger[metadataKey: "event.type"] = "\(task.delivery.type)"
@@ -303,7 +368,7 @@ public final class HandlerDispatcher: Service, Sendable {
         if let source, let handler {
             let context = HandlerContext(source: task.delivery.source, logger: logger, redactions: source.redactions)
             let event = HandlerEvent(task, formJSON: source.configuration.formJSON)
-            outcome = await pool.invoke(handler, arguments: [event.luaValue], info: LuaInvocationInfo(handlerPath: handler.path, context: context))
+            outcome = await pool.invoke(handler, arguments: [event.luaValue], info: LuaInvocationInfo(handlerPath: handler.path, context: context), timeout: timeout)
             lines = context.logLines.map(Self.json)
         } else {
             let reason = source == nil ? "source '\(task.delivery.source)' is not served" : "handler \(task.handler) is not loaded"

@@ -53,7 +53,7 @@ public func buildApplication(
     let sources = directory
     let dispatcher = HandlerDispatcher(
         inbox: store, sources: sources, pool: pool, settings: configuration.deliveries, maxConcurrent: configuration.maxConcurrentInvocations,
-        logger: logger)
+        defaultTimeout: configuration.limits.wallClock, logger: logger)
 
     let router = Router()
     router.get("/healthz") { _, _ in "ok\n" }

@@ -4,18 +4,23 @@ import Hummingbird
 public struct HTTPFailure: HTTPResponseError, CustomStringConvertible {
     public let status: HTTPResponse.Status
     public let message: String
+    /// Sent along, such as `Retry-After`.
+    public let headers: HTTPFields
 
-    public init(_ status: HTTPResponse.Status, _ message: String) {
+    public init(_ status: HTTPResponse.Status, _ message: String, headers: HTTPFields = [:]) {
         self.status = status
         self.message = message
+        self.headers = headers
     }
 
     public var description: String { message }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        Response(
+        var headers = self.headers
+        headers[.contentType] = "text/plain; charset=utf-8"
+        return Response(
             status: status,
-            headers: [.contentType: "text/plain; charset=utf-8"],
+            headers: headers,
             body: ResponseBody(byteBuffer: ByteBuffer(string: message + "\n"))
         )
     }

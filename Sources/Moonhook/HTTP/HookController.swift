@@ -128,7 +128,7 @@ struct HookController: Sendable {
         if delivery.handlers.isEmpty {
             logger.info("webhook accepted, no handler for its type (unhandled)", metadata: metadata)
         } else if synchronous {
-            return try await respond(delivery, seq: seq, metadata: metadata)
+            return try await respond(delivery, seq: seq, source: source, handlers: handlers, metadata: metadata)
         } else {
             if direct {
                 var stored = delivery
@@ -144,21 +144,39 @@ struct HookController: Sendable {
             #"{"status":"accepted","id":"# + jsonString(delivery.id) + #","type":"# + jsonString(delivery.type) + #","handlers":\#(delivery.handlers.count)}"#)
     }
 
-    /// Runs a `respond: sync` delivery's handlers (stored as already claimed) and answers with the
-    /// first one's return value. A failure answers 500 and gives the delivery id back, so that the
-    /// sender's retry is run rather than taken for a duplicate.
-    private func respond(_ delivery: InboxDelivery, seq: Int64, metadata: Logger.Metadata) async throws -> Response {
+    /// Runs a `respond: sync` delivery's handlers (stored as already claimed), each once a slot is
+    /// free within the concurrency limits, and answers with the first one's return value. A failure
+    /// answers 500, and no slot within a handler's timeout 503 with `Retry-After`; either gives the
+    /// delivery id back, so that the sender's retry is run rather than taken for a duplicate.
+    private func respond(
+        _ delivery: InboxDelivery, seq: Int64, source: Source, handlers: [LoadedHandler], metadata: Logger.Metadata
+    ) async throws -> Response {
         var stored = delivery
         stored.seq = seq
         var answer: LuaValue?
-        var failure: String?
-        for handler in delivery.handlers {
-            let outcome = await dispatcher.runClaimed(InboxTask(delivery: stored, handler: handler, attempt: 1, failures: 0))
-            switch outcome.result {
-            case .success(let values):
-                if answer == nil { answer = values.first ?? .nil }
-            case .failure(let error):
-                failure = failure ?? error.message
+        var failure: HTTPFailure?
+        var busy = false
+        for handler in handlers {
+            let task = InboxTask(delivery: stored, handler: handler.path, attempt: 1, failures: 0)
+            // Once one had no slot, the rest are not run either: the sender is told to come back.
+            if busy {
+                await dispatcher.drop(task, error: "not run: an earlier handler of this respond: sync delivery had no free slot")
+                continue
+            }
+            switch await dispatcher.runSynchronously(task, source: source, handler: handler) {
+            case .finished(let outcome):
+                switch outcome.result {
+                case .success(let values):
+                    if answer == nil { answer = values.first ?? .nil }
+                case .failure(let error):
+                    failure = failure ?? HTTPFailure(.internalServerError, "handler failed: \(error.message)")
+                }
+            case .noSlot(let timeout):
+                busy = true
+                let seconds = max(1, (timeout.totalMilliseconds + 999) / 1000)
+                failure = failure ?? HTTPFailure(
+                    .serviceUnavailable, "handler \(handler.path) is busy: no free slot within its \(timeout.totalMilliseconds) ms timeout",
+                    headers: [.retryAfter: "\(seconds)"])
             }
         }
         if let failure {
@@ -167,7 +185,7 @@ struct HookController: Sendable {
             } catch {
                 logger.error("could not release the delivery id of a failed synchronous delivery", metadata: metadata.merging(["error": "\(error)"]) { $1 })
             }
-            throw HTTPFailure(.internalServerError, "handler failed: \(failure)")
+            throw failure
         }
         logger.info("webhook answered by its handler", metadata: metadata)
         return try HandlerResponse.make(from: answer)

@@ -54,10 +54,10 @@ public final class WorkerPool: Sendable {
         return versions.count
     }
 
-    /// Invokes one handler on the next worker.
-    public func invoke(_ handler: LoadedHandler, arguments: [LuaValue], info: LuaInvocationInfo) async -> LuaOutcome {
+    /// Invokes one handler on the next worker; `timeout` replaces the handler's own limit.
+    public func invoke(_ handler: LoadedHandler, arguments: [LuaValue], info: LuaInvocationInfo, timeout: Duration? = nil) async -> LuaOutcome {
         let index = next.wrappingAdd(1, ordering: .relaxed).oldValue % workers.count
-        return await workers[index].invoke(handler.instances[index], arguments: arguments, info: info)
+        return await workers[index].invoke(handler.instances[index], arguments: arguments, info: info, timeout: timeout)
     }
 
     /// Lets the workers' threads end. Call once nothing invokes handlers any more.

@@ -5,6 +5,8 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build and the tests need.
 APT_PACKAGES := liblua5.4-dev libssl-dev pkg-config python3 python3-venv
+# What only the tests need: stock Lua 5.4, the oracle of the differential test.
+TEST_APT_PACKAGES := lua5.4
 # Swift from swift.org, where the toolchain image puts it, when it is not on PATH already.
 SWIFT := $(shell command -v swift 2>/dev/null || ls /opt/swift/usr/bin/swift 2>/dev/null || echo swift)
 CONFIGURATION ?= debug
@@ -14,23 +16,29 @@ PIP_PACKAGES := standardwebhooks==1.1.0 svix stripe slack-sdk browser-use-sdk==2
 VENV := $(CURDIR)/.build-venv
 export MOONHOOK_PYTHON := $(VENV)/bin/python3
 
-.PHONY: all deps test-deps build run demo try test bench asan clean
+.PHONY: all deps test-deps build run demo try test fuzz-lua bench asan clean
 
 all: build
 
-deps:
+# Installs the Debian packages of PACKAGES that are missing (none: nothing runs).
+define apt_install
 	@missing=""; \
-	for package in $(APT_PACKAGES); do \
+	for package in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "ok installed" || missing="$$missing $$package"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+endef
+
+deps:
+	$(call apt_install,$(APT_PACKAGES))
 	@$(SWIFT) --version >/dev/null 2>&1 || { echo "Swift 6 is required: https://www.swift.org/install/linux/"; exit 1; }
 
 # A virtual environment with the signing libraries, made once.
 test-deps: deps
+	$(call apt_install,$(TEST_APT_PACKAGES))
 	@[ -x $(MOONHOOK_PYTHON) ] || python3 -m venv $(VENV)
 	@$(MOONHOOK_PYTHON) -c "import standardwebhooks, svix, stripe, slack_sdk, browser_use_sdk.lib.webhooks, twilio.request_validator" 2>/dev/null || \
 	  $(MOONHOOK_PYTHON) -m pip install --quiet --disable-pip-version-check $(PIP_PACKAGES)
@@ -69,6 +77,15 @@ try: build
 test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+# The differential test against stock Lua with more cases and a new seed each run (make test runs
+# 10,000 pattern cases with a fixed seed). A failure prints its seed: SEED=... reruns it, and
+# MOONHOOK_FUZZ_DUMP=file.lua keeps the generated program.
+FUZZ_CASES ?= 200000
+fuzz-lua: test-deps
+	$(SWIFT) build --build-tests
+	MOONHOOK_FUZZ_CASES=$(FUZZ_CASES) MOONHOOK_FUZZ_SEED=$${SEED:-$$(od -An -N6 -tu8 /dev/urandom | tr -d ' ')} \
+	  $(SWIFT) test --skip-build --filter DifferentialTests
 
 # Release-build benchmarks; figures go to docs/benchmarks.md.
 bench: deps

@@ -223,7 +223,7 @@ static const char *match_capture(MatchState *ms, const char *s, int l) {
 }
 
 static const char *match(MatchState *ms, const char *s, const char *p) {
-    if (ms->depth-- == 0) luaL_error(ms->L, "pattern too complex: nested too deeply");
+    if (ms->depth-- == 0) luaL_error(ms->L, "pattern too complex"); /* as stock Lua says past its MAXCCALLS */
     step(ms);
 init:
     if (p != ms->p_end) {

@@ -9,7 +9,7 @@ import WebhookVerification
 public struct HandlerTrial: Sendable {
     /// The handler's file.
     public var handlerFile: URL
-    /// JSON file holding the webhook body.
+    /// The file holding the webhook body: JSON, or form fields in a `.form` file.
     public var eventFile: URL
     /// Event type; defaults to the handler's file name.
     public var type: String?
@@ -60,9 +60,11 @@ public struct HandlerTrial: Sendable {
         let source = try readFile(handlerFile, what: "handler")
         let body = try readFile(eventFile, what: "event")
         let secrets: [String: String]
+        let formJSON: String?
         do {
-            secrets = try SourceConfiguration.handlerSecrets(
-                path: handlerFile.deletingLastPathComponent().appending(path: "source.yaml").path, environment: environment)
+            let sourceFile = handlerFile.deletingLastPathComponent().appending(path: "source.yaml").path
+            secrets = try SourceConfiguration.handlerSecrets(path: sourceFile, environment: environment)
+            formJSON = try SourceConfiguration.formJSON(path: sourceFile, environment: environment)
         } catch {
             throw TrialError(message: error.description)
         }
@@ -75,13 +77,15 @@ public struct HandlerTrial: Sendable {
             try await client.shutdown()
             throw error
         }
-        let report = await invoke(worker: worker, path: path, source: source, body: body, secrets: secrets, logger: logger)
+        let report = await invoke(worker: worker, path: path, source: source, body: body, formJSON: formJSON, secrets: secrets, logger: logger)
         worker.shutdown()
         try await client.shutdown()
         return report
     }
 
-    private func invoke(worker: LuaWorker, path: String, source: [UInt8], body: [UInt8], secrets: [String: String], logger: Logger) async -> Report {
+    private func invoke(
+        worker: LuaWorker, path: String, source: [UInt8], body: [UInt8], formJSON: String?, secrets: [String: String], logger: Logger
+    ) async -> Report {
         let eventSource = self.source ?? handlerFile.deletingLastPathComponent().lastPathComponent
         let eventType = self.type ?? handlerFile.deletingPathExtension().lastPathComponent
         let clock = ContinuousClock()
@@ -96,8 +100,9 @@ public struct HandlerTrial: Sendable {
             id: Digest.hex(Digest.hash(.sha256, body)),
             source: eventSource,
             type: eventType,
-            headers: ["content-type": "application/json"],
-            raw: body
+            headers: ["content-type": FixtureContentType.of(eventFile.path)],
+            raw: body,
+            formJSON: formJSON
         )
         var eventLogger = logger
         eventLogger[metadataKey: "source"] = "\(eventSource)"

@@ -62,11 +62,6 @@ struct SignedRequest {
     var body: [UInt8]
     var contentType: String
 
-    /// The content type of a fixture: a `.form` file holds URL-encoded form fields.
-    static func contentType(of file: String) -> String {
-        URL(fileURLWithPath: file).pathExtension == "form" ? "application/x-www-form-urlencoded" : "application/json"
-    }
-
     static func make(source: String, file: String, contentType: String?, options: ServerOptions) throws -> SignedRequest {
         let environment = ProcessInfo.processInfo.environment
         let configuration = try options.load(environment: environment)
@@ -75,7 +70,7 @@ struct SignedRequest {
         do {
             let sourceConfiguration = try SourceConfiguration.load(path: path, environment: environment, handlerSecrets: false)
             let verifier = try Verifier(sourceConfiguration.verifier)
-            let contentType = contentType ?? Self.contentType(of: file)
+            let contentType = contentType ?? FixtureContentType.of(file)
             return SignedRequest(headers: try verifier.sign(body: Array(body), now: Date(), contentType: contentType), body: Array(body), contentType: contentType)
         } catch let error as ConfigurationError {
             throw ValidationError(error.description)

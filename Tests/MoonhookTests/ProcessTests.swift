@@ -193,6 +193,27 @@ struct ProcessTests {
         #expect(asJSON.status != 0 && asJSON.err.contains("twilio signs form fields"))
     }
 
+    /// A `.form` event is read as the server reads a form: its fields, or the JSON of the source's
+    /// `form_json` field (the `slack` scheme's `payload`).
+    @Test func runReadsFormEvents() throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("slack/source.yaml", "scheme: slack\nsecret: ${SLACK_SIGNING_SECRET}\n")
+        try handlers.write("slack/deploy.lua", "return function(e) return e.body.text .. ' by ' .. e.body.user_id end")
+        try handlers.write("slack/block_actions.lua", "return function(e) return e.body.actions[1].action_id end")
+        try handlers.write("deploy.form", "command=%2Fdeploy&text=prod+now&user_id=U1")
+        try handlers.write("click.form", "payload=%7B%22type%22%3A%22block_actions%22%2C%22actions%22%3A%5B%7B%22action_id%22%3A%22approve%22%7D%5D%7D")
+        let folder = handlers.folder
+        let command = try MoonhookProcess.run(
+            ["run", folder.appending(path: "slack/deploy.lua").path, "--event", folder.appending(path: "deploy.form").path, "--handlers", folder.path])
+        #expect(command.status == 0, "\(command.err)")
+        #expect(command.out.contains("returned: prod now by U1"))
+        let click = try MoonhookProcess.run(
+            ["run", folder.appending(path: "slack/block_actions.lua").path, "--event", folder.appending(path: "click.form").path, "--handlers", folder.path])
+        #expect(click.status == 0, "\(click.err)")
+        #expect(click.out.contains("returned: approve"))
+    }
+
     @Test func runExitsWithTheHandlersOutcome() throws {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }

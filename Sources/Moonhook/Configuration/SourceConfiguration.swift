@@ -124,8 +124,7 @@ public struct SourceConfiguration: Sendable {
     /// The values of the `handler_secrets` a `source.yaml` names, without checking the rest of the
     /// file (so `moonhook run` works without the source's verification secrets).
     public static func handlerSecrets(path: String, environment: [String: String]) throws(ConfigurationError) -> [String: String] {
-        guard let data = FileManager.default.contents(atPath: path) else { return [:] }
-        let file = try YAMLFile.decode(File.self, from: String(decoding: data, as: UTF8.self), path: path, environment: environment, expand: false)
+        guard let file = try unexpanded(path: path, environment: environment) else { return [:] }
         var secrets: [String: String] = [:]
         for name in file.handler_secrets ?? [] {
             guard let value = environment[name] else {
@@ -134,6 +133,19 @@ public struct SourceConfiguration: Sendable {
             secrets[name] = value
         }
         return secrets
+    }
+
+    /// The `form_json` of a `source.yaml` (its own, or its scheme's default), without checking the
+    /// rest of the file, for `moonhook run`.
+    public static func formJSON(path: String, environment: [String: String]) throws(ConfigurationError) -> String? {
+        guard let file = try unexpanded(path: path, environment: environment) else { return nil }
+        return file.form_json ?? file.scheme.flatMap(VerificationScheme.init(rawValue:)).flatMap(defaultFormJSON)
+    }
+
+    /// The file at `path` with its `${VARIABLES}` left as they are; nil when there is none.
+    private static func unexpanded(path: String, environment: [String: String]) throws(ConfigurationError) -> File? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        return try YAMLFile.decode(File.self, from: String(decoding: data, as: UTF8.self), path: path, environment: environment, expand: false)
     }
 
     init(_ file: File, path: String) throws(ConfigurationError) {

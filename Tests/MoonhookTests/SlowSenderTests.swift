@@ -2,7 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import Hummingbird
-import Moonhook
+@testable import Moonhook
 import MoonhookTestSupport
 import NIOCore
 import ServiceLifecycle
@@ -208,6 +208,13 @@ struct SlowSenderTests {
             let after = String(decoding: senders.connections[1].received[served...], as: UTF8.self)
             #expect(after.hasPrefix(Self.timeoutAnswer), "the stalled second head got '\(after)'")
         }
+    }
+
+    /// These settings are read at start only: a SIGHUP that finds them changed says so.
+    @Test func aChangedServerSectionIsNamedOnReload() {
+        var changed = ServerConfiguration()
+        changed.server.headerTimeout = .seconds(5)
+        #expect(changed.differences(from: ServerConfiguration()) == ["server"])
     }
 
     /// At `max_connections`, further connections wait in the listen queue and are served as soon

@@ -180,6 +180,7 @@ extension ServerConfiguration {
         if logLevel != other.logLevel { names.append("log_level") }
         if limits != other.limits { names.append("limits") }
         if outbound != other.outbound { names.append("http") }
+        if server != other.server { names.append("server") }
         return names
     }
 }

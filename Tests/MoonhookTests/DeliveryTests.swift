@@ -278,6 +278,12 @@ struct DeliveryTests {
             #expect(busy.retryAfter == "1")
             #expect(busy.body.contains("no free slot within its 1000 ms timeout"), "\(busy.body)")
             #expect(answeredAfter >= .milliseconds(950) && answeredAfter < .seconds(2), "503 after \(answeredAfter); the handler's timeout is 1 s")
+            // Its pair is dropped (dead, with the reason), not left to run once its lease runs out.
+            let dead = try await Self.adminUntil(client, "/admin/deliveries?status=dead&source=shared") { ($0["deliveries"] as? [Any])?.count == 1 }
+            let seq = try #require((dead["deliveries"] as? [[String: Any]])?.first?["seq"] as? Int)
+            let detail = try await Self.admin(client, "/admin/deliveries/\(seq)")
+            let error = (detail["attempts"] as? [[String: Any]])?.first?["error"] as? String
+            #expect(error?.contains("no free slot within the handler's 1000 ms timeout") == true, "\(detail)")
             #expect(try await held.body == "held")
             let resent = try await send("shared", #"{"type":"quick","id":"q-1"}"#)
             #expect(resent.status == 200 && resent.body == "quick", "the resend after the slot was free: \(resent)")

@@ -24,6 +24,10 @@ public struct LuaLimits: Sendable, Equatable {
     public var hookInterval: Int32
     /// Log lines one handler may write per second before lines are dropped (and counted).
     public var logLinesPerSecond: Int
+    /// Bytes of one log line (message plus fields, after redaction); longer ones are cut.
+    public var logLineBytes: Int
+    /// Bytes one invocation may log in all; past them its lines are dropped, with one warning.
+    public var logBytesPerInvocation: Int
 
     public init(
         memoryBytes: Int = 128 << 20,
@@ -35,7 +39,9 @@ public struct LuaLimits: Sendable, Equatable {
         maxCallWork: Int64 = 16_000_000,
         jsonDepth: Int = 64,
         hookInterval: Int32 = 1000,
-        logLinesPerSecond: Int = 100
+        logLinesPerSecond: Int = 100,
+        logLineBytes: Int = 8192,
+        logBytesPerInvocation: Int = 65536
     ) {
         self.memoryBytes = memoryBytes
         self.instructions = instructions
@@ -47,5 +53,7 @@ public struct LuaLimits: Sendable, Equatable {
         self.jsonDepth = jsonDepth
         self.hookInterval = hookInterval
         self.logLinesPerSecond = logLinesPerSecond
+        self.logLineBytes = logLineBytes
+        self.logBytesPerInvocation = logBytesPerInvocation
     }
 }

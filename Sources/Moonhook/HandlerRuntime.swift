@@ -25,7 +25,9 @@ public enum HandlerRuntime {
     /// The host libraries every handler gets, one per API area.
     public static func libraries(_ services: HostServices) -> [LuaLibrary] {
         LoadTimeAccess.apply(to: [
-            LogAPI.library(logger: services.logger, linesPerSecond: services.limits.logLinesPerSecond),
+            LogAPI.library(
+                logger: services.logger, linesPerSecond: services.limits.logLinesPerSecond, lineBytes: services.limits.logLineBytes,
+                bytesPerInvocation: services.limits.logBytesPerInvocation),
             TimeAPI.library(),
             KVAPI.library(store: services.store),
             HTTPAPI.library(client: services.httpClient, policy: services.outbound),

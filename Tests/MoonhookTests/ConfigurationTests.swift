@@ -28,6 +28,8 @@ struct ConfigurationTests {
               timeout_ms: 1500
               pattern_steps: 99
               log_lines_per_second: 7
+              log_line_bytes: 4096
+              log_bytes_per_invocation: 32768
             """)
         let configuration = try ServerConfiguration.load(file: path, required: true, environment: ["ADMIN": "s3cret"])
         #expect(configuration.listen == "0.0.0.0:9090")
@@ -43,6 +45,8 @@ struct ConfigurationTests {
         #expect(configuration.limits.wallClock == .milliseconds(1500))
         #expect(configuration.limits.patternSteps == 99)
         #expect(configuration.limits.logLinesPerSecond == 7)
+        #expect(configuration.limits.logLineBytes == 4096)
+        #expect(configuration.limits.logBytesPerInvocation == 32768)
     }
 
     @Test func outboundPolicyIsRead() throws {

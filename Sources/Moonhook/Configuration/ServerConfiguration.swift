@@ -96,6 +96,8 @@ public struct ServerConfiguration: Sendable, Equatable {
             var timeout_ms: Int64?
             var pattern_steps: Int64?
             var log_lines_per_second: Int?
+            var log_line_bytes: Int?
+            var log_bytes_per_invocation: Int?
         }
     }
 
@@ -155,13 +157,17 @@ public struct ServerConfiguration: Sendable, Equatable {
             if let value = try duration(section.poll_interval, "poll_interval") { deliveries.pollInterval = value }
             if let durable = section.durable { deliveries.durable = durable }
         }
+        if let section = file.server { try server.apply(section, origin: origin) }
         if let limits = file.limits {
             if let megabytes = limits.memory_mb { self.limits.memoryBytes = try positive(megabytes, "limits.memory_mb", origin) << 20 }
-        if let section = file.server { try server.apply(section, origin: origin) }
             if let count = limits.instructions { self.limits.instructions = Int64(try positive(Int(count), "limits.instructions", origin)) }
             if let milliseconds = limits.timeout_ms { self.limits.wallClock = .milliseconds(try positive(Int(milliseconds), "limits.timeout_ms", origin)) }
             if let steps = limits.pattern_steps { self.limits.patternSteps = Int64(try positive(Int(steps), "limits.pattern_steps", origin)) }
             if let lines = limits.log_lines_per_second { self.limits.logLinesPerSecond = try positive(lines, "limits.log_lines_per_second", origin) }
+            if let bytes = limits.log_line_bytes { self.limits.logLineBytes = try positive(bytes, "limits.log_line_bytes", origin) }
+            if let bytes = limits.log_bytes_per_invocation {
+                self.limits.logBytesPerInvocation = try positive(bytes, "limits.log_bytes_per_invocation", origin)
+            }
         }
     }
 

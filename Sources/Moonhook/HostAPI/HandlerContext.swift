@@ -12,6 +12,7 @@ public final class HandlerContext: Sendable {
     public let redactions: [String]
     private let lines = Mutex<[LogLine]>([])
     private let outboundCalls = Mutex(0)
+    private let loggedBytes = Mutex(0)
 
     /// One line a handler logged.
     public struct LogLine: Sendable, Equatable {
@@ -42,6 +43,23 @@ public final class HandlerContext: Sendable {
             guard count < limit else { return false }
             count += 1
             return true
+        }
+    }
+
+    /// What the per-invocation log cap says of a line of `bytes`.
+    enum LogAdmission { case admit, refuseFirst, refuse }
+
+    /// Counts a line of `bytes` against the invocation's `limit`; the first line past it is
+    /// `refuseFirst` (the caller says so once), later ones `refuse`.
+    func admitLog(bytes: Int, limit: Int) -> LogAdmission {
+        loggedBytes.withLock { logged in
+            if logged > limit { return .refuse }
+            if logged + bytes > limit {
+                logged = limit + 1
+                return .refuseFirst
+            }
+            logged += bytes
+            return .admit
         }
     }
 

@@ -3,19 +3,23 @@ import LuaRuntime
 import Synchronization
 
 /// `log.debug/info/warn/error(message, fields)`: handler logs into swift-log, with the invocation's
-/// metadata and the handler's path, rate-limited per handler so a loop cannot flood the log.
+/// metadata and the handler's path, bounded three ways so a loop cannot flood the log: lines per
+/// second per handler, bytes per line, bytes per invocation.
 public enum LogAPI {
     /// - Parameters:
     ///   - logger: used when an invocation carries no `HandlerContext` (e.g. while a file loads).
     ///   - linesPerSecond: sustained rate per handler; bursts of twice that pass.
-    public static func library(logger: Logger, linesPerSecond: Int) -> LuaLibrary {
+    ///   - lineBytes: one line's message plus fields, after redaction; longer lines are cut.
+    ///   - bytesPerInvocation: what one invocation may log in all; later lines are dropped.
+    public static func library(logger: Logger, linesPerSecond: Int, lineBytes: Int = 8192, bytesPerInvocation: Int = 65536) -> LuaLibrary {
         let limiter = LogRateLimiter(linesPerSecond: linesPerSecond)
+        let cap = LogLineCap(limit: lineBytes)
         var log = LuaLibrary(name: "log")
         for (name, level) in [("debug", Logger.Level.debug), ("info", .info), ("warn", .warning), ("error", .error)] {
             log.function(name) { call in
                 let context = call.handlerContext
                 let text = try call.string(1)
-                let message = context?.redact(text) ?? text
+                var message = context?.redact(text) ?? text
                 var fields: [String: String] = [:]
                 if !call.isNil(2) {
                     guard case .table(let array, let named) = try call.value(2) else {
@@ -24,8 +28,19 @@ public enum LogAPI {
                     for (index, value) in array.enumerated() { fields[String(index + 1)] = context?.redact(render(value)) ?? render(value) }
                     for (key, value) in named { fields[key] = context?.redact(render(value)) ?? render(value) }
                 }
+                (message, fields) = cap.cut(message: message, fields: fields)
                 let path = call.invocation?.handlerPath ?? "?"
                 let target = context?.logger ?? logger
+                switch context?.admitLog(bytes: LogLineCap.size(message: message, fields: fields), limit: bytesPerInvocation) ?? .admit {
+                case .admit: break
+                case .refuseFirst:
+                    target.warning(
+                        "handler log lines dropped: this invocation logged \(bytesPerInvocation) bytes, the limit",
+                        metadata: ["handler.path": "\(path)"])
+                    return .values(0)
+                case .refuse:
+                    return .values(0)
+                }
                 switch limiter.admit(path) {
                 case .drop:
                     return .values(0)

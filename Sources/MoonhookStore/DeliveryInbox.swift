@@ -77,10 +77,13 @@ public struct TaskCandidate: Sendable, Equatable {
     public var source: String
     /// Handler path; empty for a marker asking for the delivery's handlers to be resolved again.
     public var handler: String
-    public init(delivery: Int64, source: String, handler: String) {
+    /// Its last attempt was left running by a process that ended (its lease ran out).
+    public var abandoned: Bool
+    public init(delivery: Int64, source: String, handler: String, abandoned: Bool = false) {
         self.delivery = delivery
         self.source = source
         self.handler = handler
+        self.abandoned = abandoned
     }
 }
 
@@ -92,13 +95,18 @@ public struct InboxTask: Sendable, Equatable {
     /// Which attempt this is, counting every attempt ever made (1 for the first).
     public var attempt: Int
     /// Failed attempts since the pair was last replayed: what the retry budget is charged with.
+    /// An attempt whose process ended while running it counts as failed, so that a delivery that
+    /// takes its process down is dead-lettered after its retries instead of running forever.
     public var failures: Int
+    /// The previous attempt never finished: the process running it ended (counted in `failures`).
+    public var abandoned: Bool
 
-    public init(delivery: InboxDelivery, handler: String, attempt: Int, failures: Int) {
+    public init(delivery: InboxDelivery, handler: String, attempt: Int, failures: Int, abandoned: Bool = false) {
         self.delivery = delivery
         self.handler = handler
         self.attempt = attempt
         self.failures = failures
+        self.abandoned = abandoned
     }
 }
 

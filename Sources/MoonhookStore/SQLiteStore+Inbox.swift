@@ -116,14 +116,14 @@ extension SQLiteStore: DeliveryInbox {
             // crowd the others out of the candidates.
             let rows = try await connection.query(
                 """
-                SELECT delivery, source, handler FROM (
-                    SELECT delivery, source, handler, due,
+                SELECT delivery, source, handler, abandoned FROM (
+                    SELECT delivery, source, handler, due, abandoned,
                            ROW_NUMBER() OVER (PARTITION BY handler ORDER BY due, delivery) AS position
                     FROM (
-                        SELECT delivery, source, handler, due_at AS due FROM tasks
+                        SELECT delivery, source, handler, due_at AS due, 0 AS abandoned FROM tasks
                         WHERE status IN ('pending', 'retry') AND due_at <= ?1
                         UNION ALL
-                        SELECT delivery, source, handler, lease_until AS due FROM tasks
+                        SELECT delivery, source, handler, lease_until AS due, 1 AS abandoned FROM tasks
                         WHERE status = 'running' AND lease_until <= ?1
                     )
                 )
@@ -134,7 +134,7 @@ extension SQLiteStore: DeliveryInbox {
                 guard let delivery = row.column("delivery")?.integer, let source = row.column("source")?.string,
                     let handler = row.column("handler")?.string
                 else { return nil }
-                return TaskCandidate(delivery: Int64(delivery), source: source, handler: handler)
+                return TaskCandidate(delivery: Int64(delivery), source: source, handler: handler, abandoned: row.column("abandoned")?.integer == 1)
             }
             let chosen = offered.isEmpty ? [] : choose(offered)
             if chosen.isEmpty { return [] }
@@ -147,7 +147,11 @@ extension SQLiteStore: DeliveryInbox {
             }
             let leased = try await connection.query(
                 """
-                UPDATE tasks SET status = 'running', attempts = attempts + 1, lease_until = ?1, updated_at = ?2
+                UPDATE tasks SET status = 'running', attempts = attempts + 1, lease_until = ?1, updated_at = ?2,
+                    -- An attempt its process never finished counts as failed (the right side reads the old row).
+                    failures = failures + (CASE WHEN tasks.status = 'running' THEN 1 ELSE 0 END),
+                    last_error = CASE WHEN tasks.status = 'running'
+                        THEN 'attempt ' || tasks.attempts || ' did not finish: the process running it ended' ELSE tasks.last_error END
                 FROM (VALUES \(values.joined(separator: ", "))) AS chosen
                 WHERE tasks.delivery = chosen.column1 AND tasks.handler = chosen.column2
                 RETURNING tasks.delivery AS delivery, tasks.handler AS handler, tasks.attempts AS attempts, tasks.failures AS failures
@@ -158,7 +162,8 @@ extension SQLiteStore: DeliveryInbox {
                 guard let seq = row.column("delivery")?.integer, let delivery = deliveries[seq], let handler = row.column("handler")?.string,
                     let attempts = row.column("attempts")?.integer, let failures = row.column("failures")?.integer
                 else { return nil }
-                return InboxTask(delivery: delivery, handler: handler, attempt: attempts, failures: failures)
+                let abandoned = chosen.contains { $0.delivery == seq && $0.handler == handler && $0.abandoned }
+                return InboxTask(delivery: delivery, handler: handler, attempt: attempts, failures: failures, abandoned: abandoned)
             }
         }
     }

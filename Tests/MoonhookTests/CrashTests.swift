@@ -133,3 +133,62 @@ struct CrashTestError: Error, CustomStringConvertible {
     let message: String
     var description: String { message }
 }
+
+/// A delivery whose attempts keep ending with their process is not run forever: every attempt
+/// counts when it starts, so once its retries are used up it is dead-lettered, saying why.
+@Suite("Crash loops", .serialized)
+struct CrashLoopTests {
+    @Test func aPairThatKeepsTakingItsProcessDownIsDeadLettered() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("c/source.yaml", "scheme: token\ntoken: header:X-Token\nsecrets: [secret]\nid: /id\n")
+        // It logs when it starts, then waits long enough to be killed in the middle.
+        try handlers.write("c/work.lua", """
+            return { retries = 1, handle = function(e) log.warn('attempt started', {attempt = e.attempt}) time.sleep(8000) end }
+            """)
+        let config = handlers.folder.appending(path: "moonhook.yaml").path
+        try "deliveries:\n  lease: 1s\n  poll_interval: 100ms\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let store = handlers.folder.appending(path: "state.sqlite").path
+        let arguments = ["serve", "--config", config, "--handlers", handlers.folder.path, "--listen", "127.0.0.1:0", "--store", "sqlite:" + store]
+
+        func start() async throws -> (MoonhookProcess, LogLines, String) {
+            let server = try MoonhookProcess(arguments, environment: ["MOONHOOK_LOG_LEVEL": "notice"])
+            let logs = LogLines(server.stderr)
+            guard let address = await logs.first("moonhook listening")?["address"] else {
+                kill(server.process.processIdentifier, SIGKILL)
+                server.process.waitUntilExit()
+                throw CrashTestError(message: "server did not start: \(logs.all)")
+            }
+            return (server, logs, address)
+        }
+
+        // Attempts 1 and 2 (the one retry) each die with their process.
+        var (server, logs, address) = try await start()
+        var request = HTTPClientRequest(url: "http://\(address)/hooks/c")
+        request.method = .POST
+        request.headers.add(name: "X-Token", value: "secret")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: #"{"type":"work","id":"crash-1"}"#))
+        #expect(try await HTTPClient.shared.execute(request, timeout: .seconds(5)).status == .accepted)
+        for attempt in 1...2 {
+            let started = await logs.first("attempt started")
+            #expect(started?["attempt"] == "\(attempt)", "\(logs.all)")
+            kill(server.process.processIdentifier, SIGKILL)
+            server.process.waitUntilExit()
+            (server, logs, address) = try await start()
+        }
+        // The third claim finds the retries used up: dead-lettered, not run.
+        let dead = await logs.first("handler dead-lettered")
+        #expect(dead?["error"]?.contains("did not finish: the process running it ended") == true, "\(logs.all)")
+        #expect(!logs.all.contains { $0["msg"] == "attempt started" }, "a third attempt ran")
+        kill(server.process.processIdentifier, SIGTERM)
+        server.process.waitUntilExit()
+        let inbox = try await SQLiteStore.open(path: store, logger: LogRecords().logger())
+        let deadList = try await inbox.list(DeliveryFilter(status: .dead))
+        #expect(deadList.map(\.id) == ["crash-1"])
+        if let seq = deadList.first?.seq, let detail = try await inbox.show(seq) {
+            #expect(detail.tasks.first?.lastError?.contains("used up the pair's retries") == true, "\(detail.tasks)")
+        }
+        await inbox.close()
+    }
+}

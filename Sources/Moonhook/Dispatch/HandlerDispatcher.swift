@@ -16,16 +16,16 @@ import Synchronization
 /// pairs it runs are renewed while they run; on graceful shutdown it stops claiming, finishes every
 /// invocation it started, records them, then returns.
 public final class HandlerDispatcher: Service, Sendable {
-    private let inbox: any DeliveryInbox
+    let inbox: any DeliveryInbox
     private let sources: SourceDirectory
     private let pool: WorkerPool
     private let settings: ServerConfiguration.DeliverySettings
     /// A handler's wall-clock limit when it sets no `timeout`.
-    private let defaultTimeout: Duration
+    let defaultTimeout: Duration
     private let logger: Logger
     private let stream: AsyncStream<Signal>
     private let signal: AsyncStream<Signal>.Continuation
-    private let state: Mutex<State>
+    let state: Mutex<State>
     /// A wake is queued and not yet acted on: further wakes add nothing.
     private let wakeQueued = Atomic(false)
     /// Pairs may be waiting in the inbox for a free slot: a finished invocation should look.
@@ -45,25 +45,17 @@ public final class HandlerDispatcher: Service, Sendable {
         public var inFlight = 0
     }
 
-    private struct Key: Hashable {
+    struct Key: Hashable {
         var delivery: Int64
         var handler: String
     }
 
-    private struct State {
+    struct State {
         var counters = Counters()
         /// Pairs this process runs now, with their attempt numbers: the leases to renew.
         var running: [Key: Int] = [:]
         /// A waiting synchronous delivery is woken with whether it got its slot.
         var slots: ConcurrencySlots<CheckedContinuation<Bool, Never>>
-    }
-
-    /// How a `respond: sync` pair's run ended.
-    public enum SynchronousOutcome: Sendable {
-        /// It ran; the handler's outcome.
-        case finished(LuaOutcome)
-        /// No slot came free within the handler's timeout; the pair is recorded dead, not run.
-        case noSlot(timeout: Duration)
     }
 
     public init(
@@ -113,12 +105,12 @@ public final class HandlerDispatcher: Service, Sendable {
         Self.wake(granted)
     }
 
-    private static func limits(_ source: Source?, _ handler: LoadedHandler?) -> ConcurrencySlots<CheckedContinuation<Bool, Never>>.Limits {
+    static func limits(_ source: Source?, _ handler: LoadedHandler?) -> ConcurrencySlots<CheckedContinuation<Bool, Never>>.Limits {
         ConcurrencySlots.Limits(source: source?.configuration.concurrency, handler: handler?.options.concurrency)
     }
 
     /// Tells waiting synchronous deliveries that they hold a slot now. Called outside the lock.
-    private static func wake(_ granted: [CheckedContinuation<Bool, Never>]) {
+    static func wake(_ granted: [CheckedContinuation<Bool, Never>]) {
         for waiter in granted { waiter.resume(returning: true) }
     }
 
@@ -244,18 +236,18 @@ public final class HandlerDispatcher: Service, Sendable {
     }
 
     /// Counts a pair as running here: its lease is renewed until `untrack`.
-    private static func track(_ task: InboxTask, in state: inout State) {
+    static func track(_ task: InboxTask, in state: inout State) {
         state.running[Key(delivery: task.delivery.seq, handler: task.handler)] = task.attempt
         state.counters.inFlight += 1
     }
 
-    private static func untrack(_ task: InboxTask, in state: inout State) {
+    static func untrack(_ task: InboxTask, in state: inout State) {
         state.running[Key(delivery: task.delivery.seq, handler: task.handler)] = nil
         state.counters.inFlight -= 1
     }
 
     /// Ends a pair run in a reserved slot: the slot and the lease go.
-    private func release(_ task: InboxTask) {
+    func release(_ task: InboxTask) {
         let granted = state.withLock { state in
             Self.untrack(task, in: &state)
             return state.slots.give(source: task.delivery.source, handler: task.handler)
@@ -263,83 +255,26 @@ public final class HandlerDispatcher: Service, Sendable {
         Self.wake(granted)
     }
 
-    /// Runs a pair the caller claimed itself (a `respond: sync` delivery, stored already running)
-    /// once a slot is free within the server's, the source's and the handler's limits, and records
-    /// the outcome; a failure is dead-lettered at once, since the sender is answered with it and
-    /// will resend. The wait for the slot counts against the handler's timeout; a pair that gets
-    /// no slot within it is recorded dead without running (`noSlot`).
-    public func runSynchronously(_ task: InboxTask, source: Source, handler: LoadedHandler) async -> SynchronousOutcome {
-        let timeout = handler.options.timeout ?? defaultTimeout
-        let clock = ContinuousClock()
-        let start = clock.now
-        guard await waitForSlot(source: source, handler: handler, within: timeout) else {
-            await drop(task, error: "no free slot within the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
-            return .noSlot(timeout: timeout)
-        }
-        state.withLock { Self.track(task, in: &$0) }
-        defer { release(task) }
-        let left = timeout - (clock.now - start)
-        return .finished(await attempt(task, retrying: false, timeout: max(left, .milliseconds(1))))
-    }
-
-    /// Where a waiting synchronous delivery stands in the line, for its timer.
-    private final class Waiting: Sendable {
-        enum Place {
-            case starting
-            case queued(Int)
-            case gaveUp
-        }
-
-        let place = Mutex(Place.starting)
-    }
-
-    /// Takes a slot for `handler` of `source`, waiting at most `limit` for one to come free.
-    private func waitForSlot(source: Source, handler: LoadedHandler, within limit: Duration) async -> Bool {
-        let limits = Self.limits(source, handler)
-        let waiting = Waiting()
-        return await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                // Time is up (or the request went away): out of the line, unless it got its slot.
-                let ticket = self.state.withLock { state in
-                    waiting.place.withLock { waiting -> CheckedContinuation<Bool, Never>? in
-                        defer { waiting = .gaveUp }
-                        guard case .queued(let id) = waiting else { return nil }
-                        return state.slots.abandon(id)
-                    }
-                }
-                ticket?.resume(returning: false)
-            }
-            let granted = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                let answer = state.withLock { state -> Bool? in
-                    if state.slots.take(source: source.name, handler: handler.path, limits: limits) { return true }
-                    return waiting.place.withLock { waiting -> Bool? in
-                        if case .gaveUp = waiting { return false }
-                        waiting = .queued(state.slots.wait(source: source.name, handler: handler.path, limits: limits, ticket: continuation))
-                        return nil
-                    }
-                }
-                if let answer { continuation.resume(returning: answer) }
-            }
-            group.cancelAll()
-            return granted
-        }
-    }
-
-    /// Records a pair that the caller claimed dead without running it.
-    public func drop(_ task: InboxTask, error: String) async {
-        let now = Date()
-        await record("recording a pair not run") {
-            try await self.inbox.finish(task, outcome: .dead(error: error), record: AttemptRecord(startedAt: now, finishedAt: now, logs: []))
-        }
-    }
-
     private func execute(_ task: InboxTask) async {
         if task.handler.isEmpty {
             await resolve(task)
+        } else if task.abandoned, Self.retryPolicy(sources.source(named: task.delivery.source), task.handler).delay(afterFailure: task.failures) == nil {
+            // Its attempts keep ending with their process (a crash, a kill, an OOM): running it
+            // again would take this process down too.
+            let error = "attempt \(task.attempt - 1) did not finish: the process running it ended, and that used up the pair's retries; dead-lettered without running it again"
+            logger.error("handler dead-lettered", metadata: ["delivery.id": "\(task.delivery.id)", "handler.path": "\(task.handler)", "error": "\(error)"])
+            state.withLock { $0.counters.deadLettered += 1 }
+            await drop(task, error: error)
         } else {
             _ = await attempt(task, retrying: true)
         }
+    }
+
+    /// The retry policy of a pair: its source's, with its handler's own options over it.
+    private static func retryPolicy(_ source: Source?, _ handlerPath: String) -> RetryPolicy {
+        var policy = source?.configuration.retry ?? RetryPolicy()
+        if let options = source?.handler(at: handlerPath)?.options { policy = policy.overridden(by: options) }
+        return policy
     }
 
     /// A replay's marker: the delivery's handlers, as the source has them now, run again.
@@ -351,7 +286,7 @@ public final class HandlerDispatcher: Service, Sendable {
             metadata: ["source": "\(task.delivery.source)", "delivery.id": "\(task.delivery.id)", "handlers": "\(handlers.joined(separator: ","))"])
     }
 
-    private func attempt(_ task: InboxTask, retrying: Bool, timeout: Duration? = nil) async -> LuaOutcome {
+    func attempt(_ task: InboxTask, retrying: Bool, timeout: Duration? = nil) async -> LuaOutcome {
         var logger = self.logger
         logger[metadataKey: "source"] = "\(task.delivery.source)"
         logger[metadataKey: "event.type"] = "\(task.delivery.type)"
@@ -383,9 +318,7 @@ public final class HandlerDispatcher: Service, Sendable {
             state.withLock { $0.counters.succeeded += 1 }
             logger.debug("handler succeeded", metadata: ["duration.ms": "\(elapsed.totalMilliseconds)"])
         case .failure(let error):
-            var policy = source?.configuration.retry ?? RetryPolicy()
-            if let options = handler?.options { policy = policy.overridden(by: options) }
-            if retrying, let delay = policy.delay(afterFailure: task.failures + 1) {
+            if retrying, let delay = Self.retryPolicy(source, task.handler).delay(afterFailure: task.failures + 1) {
                 let at = Date().addingTimeInterval(Double(delay.totalMilliseconds) / 1000)
                 result = .retry(at: at, error: error.message)
                 state.withLock { $0.counters.failed += 1 }
@@ -412,7 +345,7 @@ public final class HandlerDispatcher: Service, Sendable {
 
     /// Runs a write, trying again for a while if the database fails. If it never succeeds, the pair
     /// stays running in the inbox and runs again once its lease runs out.
-    private func record(_ what: String, _ write: @Sendable () async throws -> Void) async {
+    func record(_ what: String, _ write: @Sendable () async throws -> Void) async {
         var delay = Duration.milliseconds(100)
         for attempt in 1...6 {
             do {

@@ -1,0 +1,88 @@
+import Foundation
+import LuaRuntime
+import MoonhookStore
+import Synchronization
+
+/// `respond: sync` deliveries: the receiver runs their pairs itself, while the sender waits, but in
+/// slots of the same limits as every other pair. A slot that comes free goes to a waiting sender
+/// first; the wait counts against the handler's timeout.
+extension HandlerDispatcher {
+    /// How a `respond: sync` pair's run ended.
+    public enum SynchronousOutcome: Sendable {
+        /// It ran; the handler's outcome.
+        case finished(LuaOutcome)
+        /// No slot came free within the handler's timeout; the pair is recorded dead, not run.
+        case noSlot(timeout: Duration)
+    }
+
+    /// Runs a pair the caller claimed itself (a `respond: sync` delivery, stored already running)
+    /// once a slot is free within the server's, the source's and the handler's limits, and records
+    /// the outcome; a failure is dead-lettered at once, since the sender is answered with it and
+    /// will resend. The wait for the slot counts against the handler's timeout; a pair that gets
+    /// no slot within it is recorded dead without running (`noSlot`).
+    public func runSynchronously(_ task: InboxTask, source: Source, handler: LoadedHandler) async -> SynchronousOutcome {
+        let timeout = handler.options.timeout ?? defaultTimeout
+        let clock = ContinuousClock()
+        let start = clock.now
+        guard await waitForSlot(source: source, handler: handler, within: timeout) else {
+            await drop(task, error: "no free slot within the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
+            return .noSlot(timeout: timeout)
+        }
+        state.withLock { Self.track(task, in: &$0) }
+        defer { release(task) }
+        let left = timeout - (clock.now - start)
+        return .finished(await attempt(task, retrying: false, timeout: max(left, .milliseconds(1))))
+    }
+
+    /// Where a waiting synchronous delivery stands in the line, for its timer.
+    private final class Waiting: Sendable {
+        enum Place {
+            case starting
+            case queued(Int)
+            case gaveUp
+        }
+
+        let place = Mutex(Place.starting)
+    }
+
+    /// Takes a slot for `handler` of `source`, waiting at most `limit` for one to come free.
+    private func waitForSlot(source: Source, handler: LoadedHandler, within limit: Duration) async -> Bool {
+        let limits = Self.limits(source, handler)
+        let waiting = Waiting()
+        return await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                // Time is up (or the request went away): out of the line, unless it got its slot.
+                let ticket = self.state.withLock { state in
+                    waiting.place.withLock { waiting -> CheckedContinuation<Bool, Never>? in
+                        defer { waiting = .gaveUp }
+                        guard case .queued(let id) = waiting else { return nil }
+                        return state.slots.abandon(id)
+                    }
+                }
+                ticket?.resume(returning: false)
+            }
+            let granted = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let answer = state.withLock { state -> Bool? in
+                    if state.slots.take(source: source.name, handler: handler.path, limits: limits) { return true }
+                    return waiting.place.withLock { waiting -> Bool? in
+                        if case .gaveUp = waiting { return false }
+                        waiting = .queued(state.slots.wait(source: source.name, handler: handler.path, limits: limits, ticket: continuation))
+                        return nil
+                    }
+                }
+                if let answer { continuation.resume(returning: answer) }
+            }
+            group.cancelAll()
+            return granted
+        }
+    }
+
+    /// Records a pair that the caller claimed dead without running it.
+    public func drop(_ task: InboxTask, error: String) async {
+        let now = Date()
+        await record("recording a pair not run") {
+            try await self.inbox.finish(task, outcome: .dead(error: error), record: AttemptRecord(startedAt: now, finishedAt: now, logs: []))
+        }
+    }
+}

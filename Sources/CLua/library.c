@@ -209,6 +209,84 @@ static const BoundedFunction bounded_functions[] = {
     {NULL, "tonumber", bounded_by_length},
 };
 
+// coroutine.create and coroutine.wrap: a new coroutine starts with a fresh hook counter, so a loop
+// creating coroutines that each run a little less than an interval would never meet the hook.
+static int charged_coroutine(lua_State *L) {
+    clua_charge_work(L, (uint64_t)clua_getcontext(L)->hook_interval);
+    return call_original(L);
+}
+
+/// Whether argument 1 is the coroutine of a handler invocation (upvalue 2: the host's weak set).
+static int is_invocation(lua_State *L) {
+    if (lua_type(L, 1) != LUA_TTHREAD) return 0;
+    lua_pushvalue(L, 1);
+    int found = lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL;
+    lua_pop(L, 1);
+    return found;
+}
+
+// coroutine.resume: the coroutines of invocations belong to the host; resuming one (from another
+// invocation of the same handler, through a global) would hand it forged host results.
+static int guarded_resume(lua_State *L) {
+    if (is_invocation(L)) return luaL_error(L, "coroutine.resume: cannot resume a handler invocation");
+    return call_original(L);
+}
+
+/// Deepest nesting of coroutine.close calls (a __close handler closing another coroutine, ...):
+/// each level runs in C frames of its own, which Lua 5.4.4 does not count.
+#define CLUA_MAX_CLOSE_DEPTH 16
+
+static int guarded_close(lua_State *L) {
+    if (is_invocation(L)) return luaL_error(L, "coroutine.close: cannot close a handler invocation");
+    if (lua_type(L, 1) != LUA_TTHREAD) return call_original(L);  /* its own argument error */
+    clua_context *ctx = clua_getcontext(L);
+    if (ctx->close_depth >= CLUA_MAX_CLOSE_DEPTH) return luaL_error(L, "coroutine.close: nested too deeply");
+    // coroutine.close reports errors of the closed coroutine as results and raises only before it
+    // starts, so the count always comes back down (the worker also resets it per resume).
+    ctx->close_depth++;
+    int results = call_original(L);
+    ctx->close_depth--;
+    return results;
+}
+
+// setmetatable: __gc runs with hooks off and __mode changes what the collector keeps; both refused.
+static int guarded_setmetatable(lua_State *L) {
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        int gc = lua_rawget(L, 2) != LUA_TNIL;
+        lua_pop(L, 1);
+        lua_pushliteral(L, "__mode");
+        int mode = lua_rawget(L, 2) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (gc || mode) return luaL_error(L, "setmetatable: __gc and __mode metatables are not allowed in handlers");
+    }
+    return call_original(L);
+}
+
+void clua_install_coroutine_guards(lua_State *L) {
+    int invocations = lua_gettop(L);
+    lua_getglobal(L, "coroutine");
+    const char *charged[] = {"create", "wrap"};
+    for (int i = 0; i < 2; i++) {
+        lua_getfield(L, -1, charged[i]);
+        lua_pushcclosure(L, charged_coroutine, 1);
+        lua_setfield(L, -2, charged[i]);
+    }
+    lua_getfield(L, -1, "resume");
+    lua_pushvalue(L, invocations);
+    lua_pushcclosure(L, guarded_resume, 2);
+    lua_setfield(L, -2, "resume");
+    lua_getfield(L, -1, "close");
+    lua_pushvalue(L, invocations);
+    lua_pushcclosure(L, guarded_close, 2);
+    lua_setfield(L, -2, "close");
+    lua_pop(L, 1);
+    lua_getglobal(L, "setmetatable");
+    lua_pushcclosure(L, guarded_setmetatable, 1);
+    lua_setglobal(L, "setmetatable");
+    lua_settop(L, invocations - 1);
+}
+
 void clua_install_bounded_library(lua_State *L) {
     for (size_t k = 0; k < sizeof bounded_functions / sizeof bounded_functions[0]; k++) {
         const BoundedFunction *f = &bounded_functions[k];

@@ -1,6 +1,7 @@
 /// The Lua side of the sandbox, run once per state with the real standard library in reach.
 ///
-/// It receives `internals` (host libraries, the step-limited pattern functions, `charge`, limits) and
+/// It receives `internals` (host libraries and `charge`; the bounded and guarded C functions are in
+/// the library tables already, see library.c) and
 /// returns `make_env()`, which builds one private `_ENV` per handler: an allow-list of globals with
 /// fresh copies of every library table, so that a handler can change its own copies but nobody
 /// else's. The only shared table left, the string metatable's `__index`, is unreachable because the
@@ -10,15 +11,12 @@ enum LuaSandbox {
 
     static let source = #"""
     local internals = ...
-    local charge, limits, host = internals.charge, internals.limits, internals.host
+    local charge, host = internals.charge, internals.host
 
     local type, error, next, pcall, select, tostring, tonumber = type, error, next, pcall, select, tostring, tonumber
-    local invocations = internals.invocations     -- the host's coroutines, one per invocation (weak keys)
     local setmetatable, getmetatable, rawget = setmetatable, getmetatable, rawget
     local real_load, real_collectgarbage = load, collectgarbage
     local table_concat, table_pack = table.concat, table.pack
-    local coroutine_close, coroutine_running = coroutine.close, coroutine.running
-    local coroutine_create, coroutine_wrap, coroutine_resume = coroutine.create, coroutine.wrap, coroutine.resume
 
     local function copy(source, skip)
       local result = {}
@@ -33,41 +31,8 @@ enum LuaSandbox {
     local safe_string = copy(string, { dump = true })
     local safe_table = copy(table)
 
-    -- Each nested close runs in its own C frames; Lua 5.4.4 does not count them, so cap the depth.
-    local close_depth = setmetatable({}, { __mode = "k" })
+    -- coroutine and setmetatable hold the guarded C functions (library.c): copied as they are.
     local safe_coroutine = copy(coroutine)
-    -- A new coroutine starts with a fresh hook counter: charge a full interval for it.
-    function safe_coroutine.create(f)
-      charge(limits.hook_interval)
-      return coroutine_create(f)
-    end
-    function safe_coroutine.wrap(f)
-      charge(limits.hook_interval)
-      return coroutine_wrap(f)
-    end
-    -- The coroutines of invocations belong to the host: resuming one (from another invocation of
-    -- the same handler, through a global) would hand it forged host results.
-    function safe_coroutine.resume(co, ...)
-      if invocations[co] then error("coroutine.resume: cannot resume a handler invocation", 2) end
-      return coroutine_resume(co, ...)
-    end
-    function safe_coroutine.close(co)
-      if invocations[co] then error("coroutine.close: cannot close a handler invocation", 2) end
-      local depth = (close_depth[coroutine_running()] or 0) + 1
-      if depth > limits.max_close_depth then error("coroutine.close: nested too deeply", 2) end
-      if type(co) == "thread" then close_depth[co] = depth end
-      return coroutine_close(co)
-    end
-
-    local function safe_setmetatable(t, mt)
-      if type(mt) == "table" and (rawget(mt, "__gc") ~= nil or rawget(mt, "__mode") ~= nil) then
-        error("setmetatable: __gc and __mode metatables are not allowed in handlers", 2)
-      end
-      -- Errors of the real one (a protected metatable) point at the handler, not at this wrapper.
-      local ok, result = pcall(setmetatable, t, mt)
-      if not ok then error(result, 2) end
-      return result
-    end
 
     -- The real xpcall runs its message handler at the point of the error, and for an error raised
     -- by the count hook that is with hooks off: a loop there would never be stopped. This one calls
@@ -78,7 +43,7 @@ enum LuaSandbox {
       return false, result
     end
     local function safe_xpcall(f, handler, ...)
-      if type(handler) ~= "function" then error("bad argument #2 to 'xpcall' (function expected)", 2) end
+      if type(handler) ~= "function" then error("bad argument #2 to 'xpcall' (function expected, got " .. (handler == nil and "nil" or type(handler)) .. ")", 2) end
       return xpcall_finish(handler, pcall(f, ...))
     end
 
@@ -116,7 +81,7 @@ enum LuaSandbox {
     return function(extras)
       local env = copy(globals)
       env._G = env
-      env.setmetatable = safe_setmetatable
+      env.setmetatable = setmetatable
       env.xpcall = safe_xpcall
       env.collectgarbage = safe_collectgarbage
       env.string = copy(safe_string)

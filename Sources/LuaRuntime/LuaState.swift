@@ -72,18 +72,12 @@ final class LuaState {
         lua_setfield(L, -2, "__mode")
         lua_setmetatable(L, -2)
         invocationsRef = clua_ref(L)
-
-        lua_createtable(L, 0, 6)  // internals
         clua_getref(L, invocationsRef)
-        lua_setfield(L, -2, "invocations")
+        clua_install_coroutine_guards(L)
+
+        lua_createtable(L, 0, 2)  // internals
         clua_push_charge_function(L)
         lua_setfield(L, -2, "charge")
-        lua_createtable(L, 0, 2)
-        lua_pushinteger(L, 16)
-        lua_setfield(L, -2, "max_close_depth")
-        lua_pushinteger(L, lua_Integer(limits.hookInterval))
-        lua_setfield(L, -2, "hook_interval")
-        lua_setfield(L, -2, "limits")
         lua_createtable(L, 0, Int32(libraries.count))
         for library in libraries {
             lua_createtable(L, 0, Int32(library.functions.count + library.values.count))

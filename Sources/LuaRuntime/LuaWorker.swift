@@ -262,6 +262,7 @@ public actor LuaWorker {
         context.pointee.kill_reason = CLUA_KILL_NONE
         context.pointee.kill_line = 0
         context.pointee.host_yield = 0
+        context.pointee.close_depth = 0
         state.pendingOperation = nil
         context.pointee.invocation = thread
         state.running = (thread, invocation.info)

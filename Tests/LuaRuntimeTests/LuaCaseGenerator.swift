@@ -140,7 +140,7 @@ struct LuaCaseGenerator {
 
     private mutating func libraryCase() -> String {
         let s = subject(), i = integer(), j = integer()
-        switch upTo(27) {
+        switch upTo(29) {
         case 0: return "string.sub(\(s), \(i), \(j))"
         case 1: return "string.byte(\(s), \(i), \(j))"
         case 2: return "string.rep(\(pick(["\"ab\"", "\"x\"", "\"\""])), \(pick(["0", "1", "3", "-1", "-5", "2.0", "\"2\"", "nil", "2.5"])), \(pick(["nil", "\",\"", "\"\"", "1"])))"
@@ -176,6 +176,11 @@ struct LuaCaseGenerator {
         case 24: return "select(\(pick(["1", "-1", "2", "'#'", "0", "-3", "math.maxinteger", "math.mininteger"])), \"a\", \"b\")"
         case 25: return "(\(i)) // (\(j)), (\(i)) % (\(j))"
         case 26: return "string.len(string.rep(\(s), 3, \",\")), #\(s)"
+        case 27: return pick(["coroutine.resume(\(integer()))", "coroutine.wrap(\(integer()))", "coroutine.close(\(integer()))", "coroutine.create(\(integer()))",
+                              "coroutine.resume(coroutine.create(function(a) return a, coroutine.yield(a) end), \(integer()))",
+                              "coroutine.close(coroutine.create(function() end))", "coroutine.status(coroutine.create(tostring))"])
+        case 28: return pick(["setmetatable(\(integer()), {})", "getmetatable(setmetatable({}, {__metatable = \(integer())}))",
+                              "setmetatable(setmetatable({}, {__metatable = 1}), {})", "setmetatable({}, \(integer()))"])
         default: return "string.format(\"%s|%s\", \(s), \(integer()))"
         }
     }

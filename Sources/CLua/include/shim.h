@@ -48,6 +48,7 @@ typedef struct clua_context {
     size_t max_string_bytes;    /* largest string.rep result, and most repetitions; 0: none */
     int64_t max_elements;       /* most elements one table.move may move; 0: none */
     uint64_t max_call_work;     /* most units of work one bounded library call may be charged; 0: none */
+    int close_depth;            /* coroutine.close calls now nested (library.c) */
     void *host;                 /* the Swift object that owns the state (unretained) */
     int (*dispatch)(lua_State *L, void *host, int function_id);
 } clua_context;
@@ -88,6 +89,11 @@ int clua_note_work(clua_context *ctx, uint64_t units);
 /// library.c), in the library tables themselves, and installs the step-limited pattern functions.
 /// Call once, after luaL_openlibs and before the sandbox copies the libraries.
 void clua_install_bounded_library(lua_State *L);
+
+/// Replaces coroutine.create/wrap (charged), coroutine.resume/close (no invocation's coroutine, close
+/// nesting capped) and setmetatable (no __gc or __mode) with guarded ones, in the real tables. Pops
+/// the table of invocation coroutines (weak keys) from the top of the stack.
+void clua_install_coroutine_guards(lua_State *L);
 
 /// Current CLOCK_MONOTONIC time in seconds.
 double clua_monotonic_now(void);

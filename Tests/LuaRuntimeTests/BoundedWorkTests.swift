@@ -138,16 +138,25 @@ struct BoundedWorkLoopTests {
         limits.wallClock = .milliseconds(300)
         let worker = try Harness.worker(limits: limits)
         defer { worker.shutdown() }
-        let clock = ContinuousClock()
-        let start = clock.now
-        let outcome = await Harness.call("""
-            \(item.setup)
-            while true do pcall(function() return \(item.call) end) end
-            """, on: worker)
-        let elapsed = clock.now - start
-        let error = try #require(outcome.error, "expected a limit, got \(outcome.result)")
-        #expect(error.isLimit, "\(error.message)")
-        #expect(elapsed < limits.wallClock + .seconds(1), "took \(elapsed)")
+        let handler = try await worker.load(path: "work/loop.lua", source: Array("""
+            return function()
+              \(item.setup)
+              while true do pcall(function() return \(item.call) end) end
+            end
+            """.utf8))
+        // The bound is wall-clock time, which a test run starting thirty suites at once on two cores
+        // can stretch on its own: a case fails when it is over the bound three times in a row.
+        var times: [Duration] = []
+        for _ in 0..<3 {
+            let clock = ContinuousClock()
+            let start = clock.now
+            let outcome = await worker.invoke(handler, arguments: [], info: LuaInvocationInfo(handlerPath: handler.path))
+            times.append(clock.now - start)
+            let error = try #require(outcome.error, "expected a limit, got \(outcome.result)")
+            #expect(error.isLimit, "\(error.message)")
+            if times.last! < limits.wallClock + .seconds(1) { break }
+        }
+        #expect(times.last! < limits.wallClock + .seconds(1), "took \(times)")
         #expect(await Harness.stillServes(worker))
     }
 

@@ -123,11 +123,18 @@ static int bounded_move(lua_State *L) {
     return call_original(L);
 }
 
-// table.insert and table.remove shift up to #t elements.
+// table.insert(t, pos, v) and table.remove(t, pos) shift the elements from pos to #t; an append
+// (insert(t, v)) or a pop (remove(t)) shifts none.
 static int bounded_shift(lua_State *L) {
     if (lua_type(L, 1) == LUA_TTABLE) {
-        require_plain(L, 1, lua_tostring(L, lua_upvalueindex(2)));
-        charge_call(L, lua_tostring(L, lua_upvalueindex(2)), lua_rawlen(L, 1));
+        const char *name = lua_tostring(L, lua_upvalueindex(2));
+        require_plain(L, 1, name);
+        lua_Integer length = (lua_Integer)lua_rawlen(L, 1), pos;
+        int inserting = name[6] == 'i';  /* "table.insert" */
+        int positioned = inserting ? lua_gettop(L) >= 3 : !lua_isnoneornil(L, 2);
+        if (positioned && read_integer(L, 2, &pos) && pos >= 1 && pos <= length) {
+            charge_call(L, name, (uint64_t)(length - pos) + 1);
+        }
     }
     return call_original(L);
 }
@@ -167,14 +174,18 @@ static int bounded_sort(lua_State *L) {
     if (lua_type(L, 1) != LUA_TTABLE) return call_original(L);
     require_plain(L, 1, "table.sort");
     lua_Unsigned n = lua_rawlen(L, 1);
+    if (n >= (lua_Unsigned)INT_MAX) return call_original(L);  /* stock Lua: "array too big" */
     if (n > 1) {
+        lua_Unsigned depth = log2_ceiling(n);
+        // The comparisons first, before the scan below reads n elements: a table whose length
+        // lies (its border found in the hash part) is refused here, not scanned.
+        charge_call(L, "table.sort", n * depth);
         lua_Unsigned bytes = 0;
         for (lua_Unsigned k = 1; k <= n; k++) {
             if (lua_rawgeti(L, 1, (lua_Integer)k) == LUA_TSTRING) bytes += lua_rawlen(L, -1);
             lua_pop(L, 1);
         }
-        lua_Unsigned depth = log2_ceiling(n);
-        charge_call(L, "table.sort", n * depth + depth * (bytes / 64));
+        charge_call(L, "table.sort", depth * (bytes / 64));
     }
     return call_original(L);
 }

@@ -69,8 +69,10 @@ static void charge_steps(MatchState *ms) {
         if (ctx->kill_reason != CLUA_KILL_NONE) clua_record_kill_place(ms->L, 1);
     }
     if (ctx->kill_reason != CLUA_KILL_NONE) {
-        // The hook takes over at the next instruction of whatever catches this error.
+        // The hook takes over at the next instruction of whatever catches this error, in the
+        // invocation's own coroutine too when this runs in one the handler made.
         lua_sethook(ms->L, lua_gethook(ms->L), LUA_MASKCOUNT, 1);
+        if (ctx->invocation != NULL && ctx->invocation != ms->L) lua_sethook(ctx->invocation, lua_gethook(ms->L), LUA_MASKCOUNT, 1);
         luaL_error(ms->L, ctx->kill_reason == CLUA_KILL_DEADLINE ? "deadline exceeded" : "instruction limit exceeded");
     }
 }
@@ -484,6 +486,7 @@ static void add_replacement_string(MatchState *ms, luaL_Buffer *b, const char *s
     const char *news = lua_tolstring(L, 3, &l);
     const char *end = news + l;
     const char *p;
+    step_by(ms, l); /* the replacement is walked once per match, whatever it yields */
     while ((p = (const char *)memchr(news, ESC, (size_t)(end - news))) != NULL) {
         luaL_addlstring(b, news, (size_t)(p - news));
         p++;

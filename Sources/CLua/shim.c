@@ -190,6 +190,8 @@ static int clua_raise_kill(lua_State *L) {
     clua_context *ctx = clua_getcontext(L);
     clua_record_kill_place(L, 1);
     lua_sethook(L, clua_count_hook, LUA_MASKCOUNT, 1);
+    /* In a coroutine the handler made, its resumer must stop at once too. */
+    if (ctx->invocation != NULL && ctx->invocation != L) lua_sethook(ctx->invocation, clua_count_hook, LUA_MASKCOUNT, 1);
     return luaL_error(L, "%s", clua_kill_message(ctx->kill_reason));
 }
 

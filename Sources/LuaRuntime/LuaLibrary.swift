@@ -24,11 +24,18 @@ public struct LuaLibrary: Sendable {
         functions.append((name, availability, body))
     }
 
-    /// Sets where each function may run, by its full name (`kv.get`).
+    /// Sets where each function may run, by its full name (`kv.get`, see `fullName(of:)`).
     public mutating func setAvailability(_ availability: (String) -> LuaHostFunction.Availability) {
         for index in functions.indices {
-            functions[index].availability = availability("\(name).\(functions[index].name)")
+            functions[index].availability = availability(fullName(of: functions[index].name))
         }
+    }
+
+    /// The name a function has in messages and in `setAvailability`: `kv.get`; `http.request` for
+    /// `http._request`, the host half of a function a Lua wrapper exposes; `uuid` for a global.
+    public func fullName(of function: String) -> String {
+        if name == "_G" { return function }
+        return "\(name).\(function.hasPrefix("_") ? String(function.dropFirst()) : function)"
     }
 
     /// Adds a constant field.

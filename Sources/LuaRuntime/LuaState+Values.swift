@@ -93,7 +93,9 @@ extension LuaState {
             let table = lua_absindex(thread, index)
             let length = Int(lua_rawlen(thread, table))
             var array: [LuaValue] = []
-            array.reserveCapacity(length)
+            // Not `length`: a table whose border lies in its hash part can report 2^62 for a few
+            // elements; the loop stops at the first nil, and the budget bounds it anyway.
+            array.reserveCapacity(min(length, max(budget, 0)))
             for position in 0..<length {
                 lua_rawgeti(thread, table, lua_Integer(position + 1))
                 defer { clua_pop(thread, 1) }

@@ -82,9 +82,7 @@ final class LuaState {
         for library in libraries {
             lua_createtable(L, 0, Int32(library.functions.count + library.values.count))
             for (name, availability, body) in library.functions {
-                // `lib._name` is the host half of a function a Lua wrapper exposes as `lib.name`.
-                let fullName = library.name == "_G" ? name : "\(library.name).\(name.hasPrefix("_") ? String(name.dropFirst()) : name)"
-                hostFunctions.append((name: fullName, availability: availability, body: body))
+                hostFunctions.append((name: library.fullName(of: name), availability: availability, body: body))
                 clua_push_hostfunction(L, Int32(hostFunctions.count - 1))
                 lua_setfield(L, -2, name)
             }

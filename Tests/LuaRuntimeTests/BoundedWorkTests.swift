@@ -74,6 +74,14 @@ let boundedWorkCases: [BoundedWorkCase] = [
     BoundedWorkCase("coroutine.wrap nested deeply", "(function(f) return f(f) end)(function(f) return coroutine.wrap(f)(f) end)", .catchable("stack overflow")),
     BoundedWorkCase("select with a huge index", "select(math.maxinteger, 1)", .completes),
     BoundedWorkCase("math.random over the whole integer range", "math.random(math.mininteger, math.maxinteger)", .completes),
+    // A table whose border lies in its hash part: 63 elements, #t = 2^62.
+    BoundedWorkCase("table.sort of a table whose length lies", setup: "local liar = {} for i = 62, 0, -1 do liar[1 << i] = 1 end", "table.sort(liar)", .catchable("array too big")),
+    BoundedWorkCase("table.insert at the front of a table whose length lies", setup: "local liar = {} for i = 62, 0, -1 do liar[1 << i] = 1 end", "table.insert(liar, 1, 0)", .catchable("table.insert: too much work for one call")),
+    BoundedWorkCase("table.remove at the front of a table whose length lies", setup: "local liar = {} for i = 62, 0, -1 do liar[1 << i] = 1 end", "table.remove(liar, 1)", .catchable("table.remove: too much work for one call")),
+    BoundedWorkCase("table.unpack of a table whose length lies", setup: "local liar = {} for i = 62, 0, -1 do liar[1 << i] = 1 end", "table.unpack(liar)", .catchable("too many results to unpack")),
+    BoundedWorkCase("appending to a table is not charged as a shift", "(function() local t = {} for i = 1, 20000 do table.insert(t, i) end for i = 1, 20000 do table.remove(t) end return #t end)()", .completes),
+    BoundedWorkCase("string.gsub walking a long replacement per match", setup: "local r = ('%0'):rep(2e6)", "('y'):rep(1e5):gsub('', r)", .limit),
+    BoundedWorkCase("json.encode of a long string", setup: "local s = ('x'):rep(4e6)", "#json.encode(s)", .completes),
 ]
 
 // Serialized: the cases time single calls, which other cases running on the same cores would slow.

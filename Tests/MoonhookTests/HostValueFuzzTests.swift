@@ -8,7 +8,7 @@ import Testing
 /// (conversions), NaN, -0.0, 2^53 + 1, empty and huge strings, deep and cyclic tables, wrong types.
 let extremeValues: [String] = [
     "math.maxinteger", "math.mininteger", "math.huge", "-math.huge", "0/0", "-0.0", "2^53 + 1", "2^63", "-(2^63)", "1e308", "-1e308",
-    "5e-324", "0", "-1", "1.5", "''", "big", "'\\0\\255'", "deep", "cyclic", "{}", "{1, 2, 3}", "{[math.maxinteger] = 1}", "true",
+    "5e-324", "0", "-1", "1.5", "''", "big", "'\\0\\255'", "deep", "cyclic", "{}", "{1, 2, 3}", "{[math.maxinteger] = 1}", "liar", "true",
     "print", "coroutine.running()", "json.null", "nil",
 ]
 
@@ -41,6 +41,7 @@ struct HostValueFuzzTests {
         local big = ('x'):rep(300000)
         local deep = {} do local t = deep for i = 1, 200 do t.next = {} t = t.next end end
         local cyclic = {} cyclic.self = cyclic cyclic[1] = cyclic
+        local liar = {} for i = 62, 0, -1 do liar[1 << i] = 1 end   -- 63 elements, #liar = 2^62
         """
 
     @Test func everyHostFunctionWithEveryExtremeValue() async throws {

@@ -7,7 +7,7 @@ struct LogCapTests {
     @Test func aLongLineIsCutWithAMarker() async throws {
         let records = LogRecords()
         var limits = LuaLimits()
-        limits.logLineBytes = 100
+        limits.logLineBytes = 200
         let (outcome, context) = try await HostAPITests.invoke("""
             log.info(('m'):rep(60), {a = ('x'):rep(30), b = ('y'):rep(500), c = 'dropped'})
             log.info('short', {k = 'v'})
@@ -15,10 +15,12 @@ struct LogCapTests {
         #expect(outcome.error == nil)
         let long = try #require(records.all.first)
         #expect(long.message.hasPrefix(String(repeating: "m", count: 60)))
-        #expect(long.message.hasSuffix("[500 bytes dropped: log lines are capped at 100 bytes]"), "\(long.message)")
+        #expect(long.message.hasSuffix(" [455 bytes dropped: log lines are capped at 200 bytes]"), "\(long.message)")
         #expect(long.metadata["a"] == String(repeating: "x", count: 30))
-        #expect(long.metadata["b"] == String(repeating: "y", count: 8), "what is left of 100 bytes: 60 + 1 + 30 + 1 + 8")
+        #expect(long.metadata["b"] == String(repeating: "y", count: 53), "what is left of 200 bytes: the marker's 55, 60 + 1 + 30, 1 + 53")
         #expect(long.metadata["c"] == nil)
+        let fields = ["a": long.metadata["a"] ?? "", "b": long.metadata["b"] ?? ""]
+        #expect(long.message.utf8.count + fields.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count } == 200, "the marker counts")
         // What an attempt keeps is the cut line too.
         #expect(context.logLines.first?.message == long.message)
         #expect(records.all.last?.message == "short")
@@ -28,9 +30,9 @@ struct LogCapTests {
     @Test func cutsFallOnCharacterBoundaries() async throws {
         let records = LogRecords()
         var limits = LuaLimits()
-        limits.logLineBytes = 5
-        _ = try await HostAPITests.invoke("log.info('ééé')", logger: records, limits: limits)
-        #expect(records.all.first?.message.hasPrefix("éé [2 bytes dropped") == true, "\(records.all.first?.message ?? "")")
+        limits.logLineBytes = 60
+        _ = try await HostAPITests.invoke("log.info(('é'):rep(40))", logger: records, limits: limits)
+        #expect(records.all.first?.message == "ééé [74 bytes dropped: log lines are capped at 60 bytes]", "\(records.all.first?.message ?? "")")
     }
 
     @Test func anInvocationStopsLoggingAtItsByteLimitWithOneWarning() async throws {
@@ -45,7 +47,8 @@ struct LogCapTests {
         let warnings = records.all.filter { $0.message.contains("handler log lines dropped") }
         #expect(warnings.count == 1)
         #expect(warnings.first?.message.contains("10000 bytes") == true)
-        #expect(context.logLines.count == 10)
+        #expect(context.logLines.count == 11, "the ten lines and the warning are kept with the attempt")
+        #expect(context.logLines.last?.message.contains("handler log lines dropped") == true)
     }
 
     @Test func theDefaultsAreTheDocumentedOnes() {

@@ -15,11 +15,28 @@ extension HandlerDispatcher {
         case noSlot(timeout: Duration)
     }
 
-    /// Runs a pair the caller claimed itself (a `respond: sync` delivery, stored already running)
+    /// Runs a pair the caller claimed itself and holds (a `respond: sync` delivery, stored already running, see `hold`)
     /// once a slot is free within the server's, the source's and the handler's limits, and records
     /// the outcome; a failure is dead-lettered at once, since the sender is answered with it and
     /// will resend. The wait for the slot counts against the handler's timeout; a pair that gets
     /// no slot within it is recorded dead without running (`noSlot`).
+    /// Holds the leases of a `respond: sync` delivery's pairs, stored already running, from when
+    /// they are stored until the sender is answered: a pair that waits for a slot longer than the
+    /// lease must not be taken for one a dead process left behind and run a second time.
+    public func hold(_ tasks: [InboxTask]) {
+        state.withLock { state in for task in tasks { Self.track(task, in: &state) } }
+    }
+
+    /// Ends `hold`: the sender has been answered and every pair recorded.
+    public func letGo(_ tasks: [InboxTask]) {
+        state.withLock { state in for task in tasks { Self.untrack(task, in: &state) } }
+    }
+
+    /// Gives the slot a synchronous pair ran in back (its lease stays held until `letGo`).
+    private func giveBack(_ task: InboxTask) {
+        Self.wake(state.withLock { $0.slots.give(source: task.delivery.source, handler: task.handler) })
+    }
+
     public func runSynchronously(_ task: InboxTask, source: Source, handler: LoadedHandler) async -> SynchronousOutcome {
         let timeout = handler.options.timeout ?? defaultTimeout
         let clock = ContinuousClock()
@@ -28,8 +45,7 @@ extension HandlerDispatcher {
             await drop(task, error: "no free slot within the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
             return .noSlot(timeout: timeout)
         }
-        state.withLock { Self.track(task, in: &$0) }
-        defer { release(task) }
+        defer { giveBack(task) }
         let left = timeout - (clock.now - start)
         return .finished(await attempt(task, retrying: false, timeout: max(left, .milliseconds(1))))
     }

@@ -156,8 +156,10 @@ struct HookController: Sendable {
         var answer: LuaValue?
         var failure: HTTPFailure?
         var busy = false
-        for handler in handlers {
-            let task = InboxTask(delivery: stored, handler: handler.path, attempt: 1, failures: 0)
+        let tasks = handlers.map { InboxTask(delivery: stored, handler: $0.path, attempt: 1, failures: 0) }
+        dispatcher.hold(tasks)
+        defer { dispatcher.letGo(tasks) }
+        for (handler, task) in zip(handlers, tasks) {
             // Once one had no slot, the rest are not run either: the sender is told to come back.
             if busy {
                 await dispatcher.drop(task, error: "not run: an earlier handler of this respond: sync delivery had no free slot")

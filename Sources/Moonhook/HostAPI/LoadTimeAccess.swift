@@ -16,7 +16,7 @@ enum LoadTimeAccess {
         "time.now", "time.iso",
         "crypto.hmac", "crypto.sha1", "crypto.sha256", "crypto.sha512", "crypto.equals", "crypto.random_bytes",
         "hex.encode", "hex.decode", "base64.encode", "base64.decode",
-        "_G.uuid",
+        "uuid",
     ]
 
     /// `libraries` with every function not in `allowed` restricted to handler calls.

@@ -34,9 +34,10 @@ public enum LogAPI {
                 switch context?.admitLog(bytes: LogLineCap.size(message: message, fields: fields), limit: bytesPerInvocation) ?? .admit {
                 case .admit: break
                 case .refuseFirst:
-                    target.warning(
-                        "handler log lines dropped: this invocation logged \(bytesPerInvocation) bytes, the limit",
-                        metadata: ["handler.path": "\(path)"])
+                    // Said once, in the log and with the attempt's lines, so neither just stops.
+                    let warning = "handler log lines dropped: this invocation logged \(bytesPerInvocation) bytes, the limit"
+                    target.warning("\(warning)", metadata: ["handler.path": "\(path)"])
+                    context?.keep(HandlerContext.LogLine(level: .warning, message: warning, fields: [:]))
                     return .values(0)
                 case .refuse:
                     return .values(0)

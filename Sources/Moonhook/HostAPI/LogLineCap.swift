@@ -1,6 +1,6 @@
 /// Cuts one handler log line to `limits.log_line_bytes`: the message first, then the fields in key
-/// order while they fit, the one that does not fit cut short; the message then says how many
-/// bytes were dropped. Cuts fall on UTF-8 character boundaries.
+/// order while they fit, the one that does not fit cut short; the message then ends with a marker
+/// saying how many bytes were dropped, within the limit. Cuts fall on UTF-8 character boundaries.
 ///
 /// Everything that keeps handler log lines (the server log, the lines stored with an attempt,
 /// `moonhook run`'s output) gets them from `log.*` after this cut, so one cap bounds them all.
@@ -15,7 +15,9 @@ struct LogLineCap {
     func cut(message: String, fields: [String: String]) -> (message: String, fields: [String: String]) {
         let total = Self.size(message: message, fields: fields)
         guard total > limit else { return (message, fields) }
-        var room = limit
+        // The marker is part of the line: room is kept for it, with its count at its widest.
+        let marker = { (dropped: Int) in " [\(dropped) bytes dropped: log lines are capped at \(limit) bytes]" }
+        var room = max(0, limit - marker(total).utf8.count)
         var kept = Self.prefix(message, bytes: room)
         room -= kept.utf8.count
         var keptFields: [String: String] = [:]
@@ -24,8 +26,7 @@ struct LogLineCap {
             keptFields[key] = value
             room -= key.utf8.count + value.utf8.count
         }
-        let dropped = total - Self.size(message: kept, fields: keptFields)
-        kept += " [\(dropped) bytes dropped: log lines are capped at \(limit) bytes]"
+        kept += marker(total - Self.size(message: kept, fields: keptFields))
         return (kept, keptFields)
     }
 

@@ -132,18 +132,20 @@ struct SlowSenderTests {
             #expect(median < 100, "requests took \(latencies) ms while connections stalled")
             #expect(latencies.last! < 1000, "requests took \(latencies) ms while connections stalled")
 
-            await senders.waitUntilClosed(0..<senders.connections.count, within: body + .seconds(8))
+            await senders.waitUntilClosed(0..<senders.connections.count, within: body + .seconds(15))
             for (range, limit, what) in [(stalledHeads, header, "head"), (stalledBodies, body, "body")] {
                 let connections = senders.connections[range]
                 let open = connections.filter { $0.closed == nil }.count
                 #expect(open == 0, "\(open) connections stalled in their \(what) were never closed")
                 let closed = connections.compactMap { connection in connection.closed.map { (connection, $0) } }
                 let early = closed.filter { Self.seconds($0.1 - $0.0.started) < Self.seconds(limit) * 0.95 }.count
-                let late = closed.filter { Self.seconds($0.1 - $0.0.established) > Self.seconds(limit) + 3 }.count
+                // Generous: CI runs every suite at once on two cores, and 2,000 timeouts firing together
+                // there were seen up to 5 s late (on a quiet machine: under 0.2 s, printed below).
+                let late = closed.filter { Self.seconds($0.1 - $0.0.established) > Self.seconds(limit) + 10 }.count
                 let slowest = closed.map { Self.seconds($0.1 - $0.0.established) }.max() ?? 0
                 print("stalled in their \(what): closed after \(Self.seconds(limit)) s to \(slowest) s (timeout \(Self.seconds(limit)) s)")
                 #expect(early == 0, "\(early) connections stalled in their \(what) were closed before \(limit)")
-                #expect(late == 0, "\(late) connections stalled in their \(what) were closed more than 3 s after \(limit); the slowest after \(slowest) s")
+                #expect(late == 0, "\(late) connections stalled in their \(what) were closed more than 10 s after \(limit); the slowest after \(slowest) s")
                 let unanswered = connections.filter { !$0.text.hasPrefix(Self.timeoutAnswer) }
                 #expect(unanswered.isEmpty, "\(unanswered.count) connections stalled in their \(what) got no 408, such as '\(unanswered.first?.text ?? "")'")
             }
@@ -200,14 +202,16 @@ struct SlowSenderTests {
             try await Task.sleep(for: .milliseconds(400))
             try senders.send(Array("GET /healthz HTTP/1.1\r\nHo".utf8), on: 1)
             let headStarted = clock.now
-            await senders.waitUntilClosed(0..<2, within: .seconds(6))
+            await senders.waitUntilClosed(0..<2, within: .seconds(8))
 
             let idle = try #require(senders.connections[0].closed, "an idle keep-alive connection was never closed")
-            #expect(Self.seconds(idle - answered) >= 2.8 && Self.seconds(idle - answered) < 5.5, "idle connection closed \(idle - answered) after its answer")
+            // `answered` is when this test read both answers, which a loaded machine delays: the lower
+            // bound leaves a second for that.
+            #expect(Self.seconds(idle - answered) >= 2.0 && Self.seconds(idle - answered) < 6.5, "idle connection closed \(idle - answered) after its answer")
             #expect(!senders.connections[0].text.contains("408"), "an idle connection is closed without an answer: '\(senders.connections[0].text)'")
 
             let stalled = try #require(senders.connections[1].closed, "a stalled second head was never cut off")
-            #expect(Self.seconds(stalled - headStarted) >= 0.95 && Self.seconds(stalled - headStarted) < 2.5, "second head cut off after \(stalled - headStarted)")
+            #expect(Self.seconds(stalled - headStarted) >= 0.95 && Self.seconds(stalled - headStarted) < 4.5, "second head cut off after \(stalled - headStarted)")
             let after = String(decoding: senders.connections[1].received[served...], as: UTF8.self)
             #expect(after.hasPrefix(Self.timeoutAnswer), "the stalled second head got '\(after)'")
         }

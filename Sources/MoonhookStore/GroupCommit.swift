@@ -177,8 +177,7 @@ final class GroupCommit: Sendable {
     static let firstKind = "append"
 
     static func isLocked(_ error: Error) -> Bool {
-        let text = "\(error)"
-        return text.contains("database is locked") || text.contains("database table is locked") || text.contains("busy")
+        (storeError(error) as? StoreError)?.reason == .busy
     }
 
     private enum Outcome {
@@ -211,7 +210,7 @@ final class GroupCommit: Sendable {
     }
 
     static func storeError(_ error: Error) -> Error {
-        if let error = error as? SQLiteError { return StoreError(.database, "database error: \(error.message)") }
+        if let error = error as? SQLiteError { return SQLiteStore.storeError(error) }
         return error
     }
 }

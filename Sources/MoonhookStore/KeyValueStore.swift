@@ -21,33 +21,9 @@ public protocol KeyValueStore: Sendable {
     func purgeExpired() async throws -> Int
 }
 
-/// A store operation that failed, in one line.
-public struct StoreError: Error, CustomStringConvertible, Sendable, Equatable {
-    public enum Reason: String, Sendable {
-        /// `increment` on a value that is not an integer.
-        case notAnInteger
-        /// The integer would overflow 64 bits.
-        case overflow
-        /// The database refused or failed.
-        case database
-        /// The store URL or file cannot be used.
-        case configuration
-    }
-
-    public let reason: Reason
-    public let message: String
-
-    public init(_ reason: Reason, _ message: String) {
-        self.reason = reason
-        self.message = message
-    }
-
-    public var description: String { message }
-}
-
 extension Duration {
-    /// Whole milliseconds, for expiry timestamps.
-    var totalMilliseconds: Int64 {
+    /// Whole milliseconds: how the stores keep times, and how durations are logged and shown.
+    public var totalMilliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }

@@ -1,14 +1,14 @@
 import NIOCore
 import SQLiteNIO
 
-extension SQLiteStore: KeyValueStore {
+extension SQLiteStore {
     private func text(_ bytes: [UInt8]) -> SQLiteData { .text(String(decoding: bytes, as: UTF8.self)) }
-    private func expiry(_ ttl: Duration?) -> SQLiteData { ttl.map { .integer(Int(Self.now() + $0.totalMilliseconds)) } ?? .null }
+    private func expiry(_ ttl: Duration?) -> SQLiteData { ttl.map { .integer(Int(now() + $0.totalMilliseconds)) } ?? .null }
 
     public func get(_ namespace: String, _ key: String) async throws -> [UInt8]? {
         let rows = try await query(
             "SELECT value FROM kv WHERE namespace = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
-            [.text(namespace), .text(key), .integer(Int(Self.now()))])
+            [.text(namespace), .text(key), .integer(Int(now()))])
         return rows.first?.column("value")?.string.map { Array($0.utf8) }
     }
 
@@ -27,7 +27,7 @@ extension SQLiteStore: KeyValueStore {
             [.text(namespace), .text(key)])
         guard let row = rows.first else { return false }
         let expiresAt = row.column("expires_at")?.integer
-        return expiresAt == nil || Int64(expiresAt!) > Self.now()
+        return expiresAt == nil || Int64(expiresAt!) > now()
     }
 
     public func increment(_ namespace: String, _ key: String, by: Int64, ttl: Duration?) async throws -> Int64 {
@@ -52,15 +52,15 @@ extension SQLiteStore: KeyValueStore {
                         ELSE kv.expires_at END
                 RETURNING value
                 """,
-                [.text(namespace), .text(key), .text(String(by)), expiry(ttl), .integer(Int(Self.now())), .integer(Int(by))])
+                [.text(namespace), .text(key), .text(String(by)), expiry(ttl), .integer(Int(now())), .integer(Int(by))])
             guard let text = rows.first?.column("value")?.string, let value = Int64(text) else {
                 throw StoreError(.database, "increment returned no value")
             }
             return value
-        } catch let error as SQLiteError where error.message.contains("NOT NULL") {
+        } catch let error as SQLiteError where error.reason == .constraintNotNullFailed || error.reason == .constraint {
             throw StoreError(.notAnInteger, "the value at '\(key)' is not an integer, or adding \(by) overflows 64 bits")
         } catch let error as SQLiteError {
-            throw StoreError(.database, "database error: \(error.message)")
+            throw Self.storeError(error)
         }
     }
 
@@ -72,7 +72,7 @@ extension SQLiteStore: KeyValueStore {
                 WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?5
             RETURNING 1 AS added
             """,
-            [.text(namespace), .text(key), text(value), expiry(ttl), .integer(Int(Self.now()))])
+            [.text(namespace), .text(key), text(value), expiry(ttl), .integer(Int(now()))])
         return !rows.isEmpty
     }
 
@@ -84,7 +84,7 @@ extension SQLiteStore: KeyValueStore {
             WHERE namespace = ?1 AND key = ?2 AND value = ?5 AND (expires_at IS NULL OR expires_at > ?6)
             RETURNING 1 AS swapped
             """,
-            [.text(namespace), .text(key), text(new), expiry(ttl), text(expected), .integer(Int(Self.now()))])
+            [.text(namespace), .text(key), text(new), expiry(ttl), text(expected), .integer(Int(now()))])
         return !rows.isEmpty
     }
 
@@ -95,7 +95,7 @@ extension SQLiteStore: KeyValueStore {
             WHERE namespace = ?1 AND substr(key, 1, length(?2)) = ?2 AND key > ?3 AND (expires_at IS NULL OR expires_at > ?4)
             ORDER BY key LIMIT ?5
             """,
-            [.text(namespace), .text(prefix), .text(cursor ?? ""), .integer(Int(Self.now())), .integer(limit)])
+            [.text(namespace), .text(prefix), .text(cursor ?? ""), .integer(Int(now())), .integer(limit)])
         return rows.compactMap { row in
             guard let key = row.column("key")?.string, let value = row.column("value")?.string else { return nil }
             return (key: key, value: Array(value.utf8))
@@ -103,7 +103,7 @@ extension SQLiteStore: KeyValueStore {
     }
 
     public func purgeExpired() async throws -> Int {
-        let rows = try await query("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1 RETURNING 1", [.integer(Int(Self.now()))])
+        let rows = try await query("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1 RETURNING 1", [.integer(Int(now()))])
         return rows.count
     }
 }

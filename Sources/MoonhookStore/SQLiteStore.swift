@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SQLiteNIO
+import Synchronization
 
 /// The embedded store: one SQLite file in WAL mode, created (with its folder) on first start.
 ///
@@ -13,31 +14,39 @@ import SQLiteNIO
 /// `GroupCommit`, so that no other statement can land inside an inbox transaction. Each has a
 /// thread of its own: a statement waiting for SQLite's lock sleeps on its thread, and on a shared
 /// pool such waits could take every thread, the one the lock holder needs to commit included.
-public final class SQLiteStore: Sendable {
+public final class SQLiteStore: Store {
     let connection: SQLiteConnection
     let writer: GroupCommit
     private let writerConnection: SQLiteConnection
     private let threads: [NIOThreadPool]
     private let writerLoop: MultiThreadedEventLoopGroup
     public let path: String
+    let clock: StoreClock
+    private let closed = Atomic(false)
 
-    private init(connection: SQLiteConnection, writerConnection: SQLiteConnection, threads: [NIOThreadPool], writerLoop: MultiThreadedEventLoopGroup, path: String) {
+    public var location: String { "sqlite:\(path)" }
+
+    private init(
+        connection: SQLiteConnection, writerConnection: SQLiteConnection, threads: [NIOThreadPool], writerLoop: MultiThreadedEventLoopGroup, path: String,
+        clock: StoreClock
+    ) {
         self.connection = connection
         self.writerConnection = writerConnection
         self.writer = GroupCommit(thread: WriterThread(connection: writerConnection, loop: writerConnection.eventLoop))
         self.threads = threads
         self.writerLoop = writerLoop
         self.path = path
+        self.clock = clock
     }
 
     private static func connect(_ path: String, _ thread: NIOThreadPool, _ loop: any EventLoop, _ logger: Logger) async throws -> SQLiteConnection {
         try await SQLiteConnection.open(storage: .file(path: path), threadPool: thread, logger: logger, on: loop)
     }
 
-    /// Opens (or creates) the database at `path` and brings its schema up to date. With `durable`
-    /// false, inbox writes do not wait for the disk (a power cut can lose accepted deliveries);
-    /// that exists to measure what durability costs.
-    public static func open(path: String, logger: Logger, durable: Bool = true) async throws -> SQLiteStore {
+    /// Opens (or creates) the database at `path` and brings its schema up to date. A statement
+    /// waits for another process's lock for at most `options.timeout` (SQLite's busy timeout).
+    public static func open(path: String, logger: Logger, options: StoreOptions = StoreOptions()) async throws -> SQLiteStore {
+        let busy = "PRAGMA busy_timeout=\(max(1, options.timeout.totalMilliseconds))"
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -60,7 +69,7 @@ public final class SQLiteStore: Sendable {
             throw StoreError(.configuration, "cannot open the SQLite store at \(path): \(error)")
         }
         do {
-            _ = try await connection.query("PRAGMA busy_timeout=10000")
+            _ = try await connection.query(busy)
             _ = try await connection.query("PRAGMA journal_mode=WAL")
             _ = try await connection.query("PRAGMA synchronous=FULL")
             try await SQLiteMigrations.apply(to: connection)
@@ -71,29 +80,39 @@ public final class SQLiteStore: Sendable {
             throw StoreError(.database, "cannot prepare the SQLite store at \(path): \(error)")
         }
         do {
-            _ = try await writerConnection.query("PRAGMA busy_timeout=10000")
-            _ = try await writerConnection.query(durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF")
+            _ = try await writerConnection.query(busy)
+            _ = try await writerConnection.query(options.durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF")
         } catch {
             try? await connection.close()
             try? await writerConnection.close()
             await stopThreads()
             throw StoreError(.database, "cannot prepare the SQLite store at \(path): \(error)")
         }
-        return SQLiteStore(connection: connection, writerConnection: writerConnection, threads: threads, writerLoop: writerLoop, path: path)
+        return SQLiteStore(connection: connection, writerConnection: writerConnection, threads: threads, writerLoop: writerLoop, path: path, clock: options.clock)
     }
 
     public func close() async {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         try? await connection.close()
         try? await writerConnection.close()
         for thread in threads { try? await thread.shutdownGracefully() }
         try? await writerLoop.shutdownGracefully()
     }
 
-    /// How inbox writes were batched so far: batches, writes, the largest batch, and the time
-    /// spent writing.
-    public var groupCommitStatistics: (batches: Int, writes: Int, largestBatch: Int, busy: Duration) {
+    public var writeStatistics: WriteStatistics {
         let statistics = writer.statistics
-        return (statistics.batches, statistics.jobs, statistics.largestBatch, statistics.busy)
+        return WriteStatistics(batches: statistics.batches, writes: statistics.jobs, largestBatch: statistics.largestBatch, busy: statistics.busy)
+    }
+
+    /// A write that changes nothing goes through the writer: it fails while another process holds
+    /// the database locked past the timeout, or the file cannot be written.
+    public func writeProblem() async -> String? {
+        do {
+            try await writer.perform { connection in _ = try await connection.query("UPDATE kv SET value = value WHERE 0") }
+            return nil
+        } catch {
+            return "\(error)"
+        }
     }
 
     /// The schema version the file is at.
@@ -106,11 +125,24 @@ public final class SQLiteStore: Sendable {
         do {
             return try await connection.query(sql, binds)
         } catch let error as SQLiteError {
-            throw StoreError(.database, "database error: \(error.message)")
+            throw Self.storeError(error)
         }
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    /// SQLite's error as a store error, by its reason.
+    static func storeError(_ error: SQLiteError) -> StoreError {
+        switch error.reason {
+        case .busy, .locked, .busyTimeout, .busyInRecovery, .busyInSnapshot, .lockedBySharedCache:
+            StoreError(.busy, "database error: \(error.message)")
+        case .cantOpen, .ioError, .full, .readOnly, .notADatabase, .corrupt:
+            StoreError(.unavailable, "database error: \(error.message)")
+        default:
+            StoreError(.database, "database error: \(error.message)")
+        }
+    }
+
+    /// Now in Unix milliseconds, by the store's clock.
+    func now() -> Int64 { clock.milliseconds() }
 }
 
 /// Forward-only schema changes; `PRAGMA user_version` records how far a file has come.
@@ -191,6 +223,39 @@ enum SQLiteMigrations {
             VALUES (NEW.delivery, NEW.handler, NEW.attempts, NEW.started_at, NEW.updated_at, NEW.status, NEW.last_error, NEW.logs)
             ON CONFLICT DO NOTHING;
             UPDATE tasks SET logs = NULL WHERE delivery = NEW.delivery AND handler = NEW.handler;
+        END;
+        """,
+        // 3: one word for a (delivery, handler) pair; replays marked by kind; an ordering key per
+        // pair (set by flow control). Triggers are made again for the new table's name.
+        """
+        DROP TRIGGER deliveries_pairs;
+        DROP TRIGGER tasks_attempts;
+        ALTER TABLE tasks RENAME TO pairs;
+        ALTER TABLE pairs ADD COLUMN kind TEXT NOT NULL DEFAULT 'handler';
+        ALTER TABLE pairs ADD COLUMN ordering_key TEXT;
+        ALTER TABLE deliveries ADD COLUMN ordering_key TEXT;
+        UPDATE pairs SET kind = 'replay' WHERE handler = '';
+        DROP INDEX tasks_due;
+        DROP INDEX tasks_lease;
+        DROP INDEX tasks_status;
+        CREATE INDEX pairs_due ON pairs (due_at) WHERE status IN ('pending', 'retry');
+        CREATE INDEX pairs_lease ON pairs (lease_until) WHERE status = 'running';
+        CREATE INDEX pairs_status ON pairs (status, delivery);
+        CREATE INDEX deliveries_id ON deliveries (id);
+        CREATE TRIGGER deliveries_pairs AFTER INSERT ON deliveries BEGIN
+            INSERT INTO pairs (delivery, handler, source, status, attempts, due_at, lease_until, updated_at, ordering_key)
+            SELECT NEW.seq, value, NEW.source,
+                   CASE WHEN NEW.claimed_until IS NULL THEN 'pending' ELSE 'running' END,
+                   CASE WHEN NEW.claimed_until IS NULL THEN 0 ELSE 1 END,
+                   NEW.received_at, NEW.claimed_until, NEW.received_at, NEW.ordering_key
+            FROM json_each(NEW.handlers);
+        END;
+        CREATE TRIGGER pairs_attempts AFTER UPDATE OF status ON pairs
+        WHEN OLD.status = 'running' AND NEW.status IN ('done', 'retry', 'dead') AND NEW.logs IS NOT NULL BEGIN
+            INSERT INTO attempts (delivery, handler, attempt, started_at, finished_at, outcome, error, logs)
+            VALUES (NEW.delivery, NEW.handler, NEW.attempts, NEW.started_at, NEW.updated_at, NEW.status, NEW.last_error, NEW.logs)
+            ON CONFLICT DO NOTHING;
+            UPDATE pairs SET logs = NULL WHERE delivery = NEW.delivery AND handler = NEW.handler;
         END;
         """,
     ]

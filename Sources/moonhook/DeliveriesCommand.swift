@@ -25,7 +25,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
         var store: String?
 
         /// Runs `body` with the store open, and closes it after.
-        func withStore<T>(_ body: (SQLiteStore) async throws -> T) async throws -> T {
+        func withStore<T>(_ body: (any Store) async throws -> T) async throws -> T {
             let store = try await open()
             do {
                 let result = try await body(store)
@@ -37,7 +37,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
             }
         }
 
-        func open() async throws -> SQLiteStore {
+        func open() async throws -> any Store {
             let environment = ProcessInfo.processInfo.environment
             var configuration: ServerConfiguration
             do {
@@ -47,7 +47,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
                 if case .sqlite(let path) = location, !FileManager.default.fileExists(atPath: path) {
                     throw ValidationError("no store at \(path) (has the server run here? pass --store sqlite:PATH)")
                 }
-                return try await location.open(logger: Logger(label: "moonhook"))
+                return try await location.open(logger: Logger(label: "moonhook"), options: configuration.deliveries.storeOptions)
             } catch let error as ValidationError {
                 throw error
             } catch {
@@ -64,26 +64,39 @@ struct DeliveriesCommand: AsyncParsableCommand {
         var status: String?
         @Option(help: "Only this source's deliveries.")
         var source: String?
+        @Option(help: "Only deliveries of this event type.")
+        var type: String?
+        @Option(help: "Only deliveries with this sender's delivery id.")
+        var id: String?
         @Option(help: "Only deliveries received since this time (ISO 8601) or for this long (2h, 7d).")
         var since: String?
+        @Option(help: "Only deliveries received before this time (ISO 8601) or this long ago (2h, 7d).")
+        var until: String?
         @Option(help: "At most this many.")
         var limit = 50
-        @Flag(help: "Print JSON, one object per line.")
+        @Option(help: "Start after this delivery number: the NEXT printed under the previous page.")
+        var cursor: String?
+        @Flag(help: "Print JSON, one object per line, and the next cursor as a last object {\"next\": N}.")
         var json = false
 
         func run() async throws {
-            let filter = try await usage { try DeliveryReport.filter(status: status, source: source, since: since, limit: String(limit), prefix: "--") }
-            let list = try await options.withStore { try await $0.list(filter) }
+            let filter = try await usage {
+                try DeliveryReport.filter(
+                    status: status, source: source, type: type, id: id, since: since, until: until, limit: String(limit), cursor: cursor, prefix: "--")
+            }
+            let page = try await options.withStore { try await $0.deliveries(filter) }
             if json {
-                for summary in list { print(DeliveryReport.text(DeliveryReport.summary(summary))) }
+                for summary in page.deliveries { print(DeliveryReport.text(DeliveryReport.summary(summary))) }
+                if let next = page.next { print(DeliveryReport.text(["next": next])) }
                 return
             }
             print("SEQ\tRECEIVED\tSOURCE\tTYPE\tID\tHANDLERS")
-            for summary in list {
+            for summary in page.deliveries {
                 let states = summary.statuses.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue):\($0.value)" }
                 let received = summary.receivedAt.formatted(Date.ISO8601FormatStyle())
                 print("\(summary.seq)\t\(received)\t\(summary.source)\t\(summary.type)\t\(summary.id)\t\(states.isEmpty ? "unhandled" : states.joined(separator: ","))")
             }
+            if let next = page.next { print("NEXT\t\(next)\t(more: --cursor \(next))") }
         }
     }
 
@@ -107,7 +120,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
     struct Replay: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run handlers again, on their current version.",
-            discussion: "Either one delivery (every handler its type has now), or with --status dead every dead-lettered handler, optionally limited by --source and --since.")
+            discussion: "Either one delivery (every handler its type has now), or with --status dead every dead-lettered handler, optionally limited by --source, --type, --since and --until.")
 
         @OptionGroup var options: StoreOptions
         @Argument(help: "The delivery's number or the sender's delivery id.")
@@ -116,8 +129,12 @@ struct DeliveriesCommand: AsyncParsableCommand {
         var status: String?
         @Option(help: "With --status: only this source's deliveries.")
         var source: String?
+        @Option(help: "With --status: only deliveries of this event type.")
+        var type: String?
         @Option(help: "With --status: only deliveries received since this time (ISO 8601) or for this long (2h, 7d).")
         var since: String?
+        @Option(help: "With --status: only deliveries received before this time (ISO 8601) or this long ago (2h, 7d).")
+        var until: String?
 
         func validate() throws {
             if delivery == nil && status == nil { throw ValidationError("give a delivery, or --status dead") }
@@ -126,7 +143,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let filter = try await usage { try DeliveryReport.filter(status: nil, source: source, since: since, limit: nil, defaultStatus: .dead, prefix: "--") }
+            let filter = try await usage { try DeliveryReport.filter(status: nil, source: source, type: type, since: since, until: until, limit: nil, defaultStatus: .dead, prefix: "--") }
             let count = try await options.withStore { store in
                 if let delivery {
                     let count = try await store.replay(.delivery(try await lookup(delivery, store)))
@@ -145,16 +162,21 @@ struct DeliveriesCommand: AsyncParsableCommand {
         @OptionGroup var options: StoreOptions
         @Option(name: .customLong("older-than"), help: "A duration back from now (30d) or an ISO 8601 time.")
         var olderThan: String
+        @Option(help: "Only this source's deliveries.")
+        var source: String?
+        @Option(help: "Only deliveries of this event type.")
+        var type: String?
 
         func run() async throws {
             guard let cutoff = DeliveryReport.time(olderThan) else { throw ValidationError("--older-than must be a duration (30d) or an ISO 8601 time") }
-            let count = try await options.withStore { try await $0.purge(before: cutoff, onlyFinished: false) }
+            let filter = DeliveryFilter(source: source, type: type, until: cutoff)
+            let count = try await options.withStore { try await $0.purge(filter, onlyFinished: false) }
             print("purged \(count) deliver\(count == 1 ? "y" : "ies")")
         }
     }
 }
 
-private func lookup(_ argument: String, _ store: SQLiteStore) async throws -> Int64 {
+private func lookup(_ argument: String, _ store: any Store) async throws -> Int64 {
     try await usage { try await DeliveryReport.resolve(argument, in: store) }
 }
 

@@ -96,8 +96,8 @@ struct CrashTests {
         server.process.waitUntilExit()
         await loading
         #expect(server.process.terminationStatus == 0)
-        let inbox = try await SQLiteStore.open(path: store, logger: LogRecords().logger())
-        #expect(try await inbox.list(DeliveryFilter(status: .running)).isEmpty, "SIGTERM left pairs running")
+        let inbox = try await openStore(store, logger: LogRecords().logger())
+        #expect(try await inbox.deliveries(DeliveryFilter(status: .running)).deliveries.isEmpty, "SIGTERM left pairs running")
         await inbox.close()
 
         // One more start runs whatever is still due; every acknowledged delivery has then run.
@@ -110,7 +110,7 @@ struct CrashTests {
             kill(final.process.processIdentifier, SIGTERM)
             final.process.waitUntilExit()
         }
-        let reader = try await SQLiteStore.open(path: store, logger: LogRecords().logger())
+        let reader = try await openStore(store, logger: LogRecords().logger())
         var missing = acknowledged
         for _ in 0..<300 where !missing.isEmpty {
             var still: [String] = []
@@ -183,11 +183,11 @@ struct CrashLoopTests {
         #expect(!logs.all.contains { $0["msg"] == "attempt started" }, "a third attempt ran")
         kill(server.process.processIdentifier, SIGTERM)
         server.process.waitUntilExit()
-        let inbox = try await SQLiteStore.open(path: store, logger: LogRecords().logger())
-        let deadList = try await inbox.list(DeliveryFilter(status: .dead))
+        let inbox = try await openStore(store, logger: LogRecords().logger())
+        let deadList = try await inbox.deliveries(DeliveryFilter(status: .dead)).deliveries
         #expect(deadList.map(\.id) == ["crash-1"])
         if let seq = deadList.first?.seq, let detail = try await inbox.show(seq) {
-            #expect(detail.tasks.first?.lastError?.contains("used up the pair's retries") == true, "\(detail.tasks)")
+            #expect(detail.pairs.first?.lastError?.contains("used up the pair's retries") == true, "\(detail.pairs)")
         }
         await inbox.close()
     }

@@ -9,17 +9,17 @@ struct DeliveriesCommandTests {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }
         let path = handlers.folder.appending(path: "inbox.sqlite").path
-        let store = try await SQLiteStore.open(path: path, logger: LogRecords().logger())
+        let store = try await openStore(path, logger: LogRecords().logger())
         for (id, source) in [("ok-1", "a"), ("bad-1", "a"), ("other-1", "b")] {
             let delivery = InboxDelivery(
                 source: source, id: id, type: "t", receivedAt: Date(), headers: ["x-sig": "v1"], body: Array(#"{"type":"t","n":1}"#.utf8),
                 handlers: ["\(source)/t.lua"])
             _ = try await store.append(delivery, retention: .seconds(3600), claimed: false, lease: .seconds(30))
         }
-        let record = AttemptRecord(startedAt: Date(), finishedAt: Date(), logs: [#"{"level":"error","message":"upstream said no","fields":{}}"#])
-        for task in try await store.claim(candidates: 10, lease: .seconds(30), choose: { $0 }) {
-            let outcome: InboxOutcome = task.delivery.id == "bad-1" ? .dead(error: "a/t.lua:3: upstream 500") : .done
-            #expect(try await store.finish(task, outcome: outcome, record: record))
+        let record = AttemptRecord(startedAt: Date(), finishedAt: Date(), logs: [AttemptLogLine(level: .error, message: "upstream said no")])
+        for pair in try await store.claim(candidates: 10, lease: .seconds(30), choose: { $0 }) {
+            let outcome: PairOutcome = pair.delivery.id == "bad-1" ? .dead(error: "a/t.lua:3: upstream 500") : .done
+            #expect(try await store.finish(pair, outcome: outcome, record: record))
         }
         await store.close()
         let flags = ["--store", "sqlite:" + path]

@@ -141,7 +141,7 @@ struct DeliveryTests {
             }
             #expect(await Server.eventually({ records.all.filter { $0.message == "handler succeeded" }.count == 16 }, within: .seconds(10)))
         }
-        let store = try await SQLiteStore.open(path: handlers.folder.appending(path: "state/moonhook.sqlite").path, logger: LogRecords().logger())
+        let store = try await openStore(handlers.folder.appending(path: "state/moonhook.sqlite").path, logger: LogRecords().logger())
         #expect(try await store.get("s", "done") == Array("8".utf8))
         #expect(try await store.get("s", "fast") == Array("8".utf8))
         #expect(try await store.get("s", "most") == Array("1".utf8))
@@ -156,7 +156,7 @@ struct DeliveryTests {
         try handlers.write("s/ping.lua", "return function(e) log.info('ran', {attempt = e.attempt}) end")
         let configuration = Self.configuration(handlers)
         let path = handlers.folder.appending(path: "state/moonhook.sqlite").path
-        let earlier = try await SQLiteStore.open(path: path, logger: LogRecords().logger())
+        let earlier = try await openStore(path, logger: LogRecords().logger())
         let delivery = InboxDelivery(source: "s", id: "x", type: "ping", receivedAt: Date(), headers: [:], body: Array(#"{"type":"ping"}"#.utf8), handlers: ["s/ping.lua"])
         _ = try await earlier.append(delivery, retention: .seconds(60), claimed: true, lease: .milliseconds(200))
         await earlier.close()
@@ -288,7 +288,7 @@ struct DeliveryTests {
             let resent = try await send("shared", #"{"type":"quick","id":"q-1"}"#)
             #expect(resent.status == 200 && resent.body == "quick", "the resend after the slot was free: \(resent)")
         }
-        let store = try await SQLiteStore.open(path: handlers.folder.appending(path: "state/moonhook.sqlite").path, logger: LogRecords().logger())
+        let store = try await openStore(handlers.folder.appending(path: "state/moonhook.sqlite").path, logger: LogRecords().logger())
         #expect(try await store.get("shared", "quick") == Array("1".utf8), "the refused delivery ran, or its resend did not")
         await store.close()
     }

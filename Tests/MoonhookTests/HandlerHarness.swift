@@ -26,3 +26,8 @@ struct HandlerHarness {
 
     func shutdown() { worker.shutdown() }
 }
+
+/// Opens the SQLite store at `path` the way the server does, as the engine-neutral `Store`.
+func openStore(_ path: String, logger: Logger) async throws -> any Store {
+    try await StoreLocation("sqlite:" + path).open(logger: logger)
+}

@@ -49,7 +49,7 @@ struct HostValueFuzzTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("moonhook-fuzz-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try await SQLiteStore.open(path: directory.appendingPathComponent("kv.sqlite").path, logger: records.logger())
+        let store = try await openStore(directory.appendingPathComponent("kv.sqlite").path, logger: records.logger())
         do {
             try await Self.callEverything(store: store, records: records)
         } catch {
@@ -59,7 +59,7 @@ struct HostValueFuzzTests {
         await store.close()
     }
 
-    private static func callEverything(store: SQLiteStore, records: LogRecords) async throws {
+    private static func callEverything(store: any Store, records: LogRecords) async throws {
         var limits = LuaLimits()
         limits.wallClock = .seconds(120)
         limits.instructions = 1 << 40

@@ -7,9 +7,9 @@ import Testing
 
 @Suite("kv in handlers")
 struct KVAPITests {
-    static func sqlite() async throws -> (SQLiteStore, URL) {
+    static func sqlite() async throws -> (any Store, URL) {
         let folder = FileManager.default.temporaryDirectory.appending(path: "moonhook-kv-\(UUID().uuidString)")
-        return (try await SQLiteStore.open(path: folder.appending(path: "kv.sqlite").path, logger: Logger(label: "test")), folder)
+        return (try await openStore(folder.appending(path: "kv.sqlite").path, logger: Logger(label: "test")), folder)
     }
 
     @Test func valuesKeepTheirTypes() async throws {

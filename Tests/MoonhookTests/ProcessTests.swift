@@ -143,7 +143,7 @@ struct ProcessTests {
             server.process.waitUntilExit()
             #expect(server.process.terminationStatus == 0)
         }
-        let shared = try await SQLiteStore.open(path: store, logger: LogRecords().logger())
+        let shared = try await openStore(store, logger: LogRecords().logger())
         #expect(try await shared.get("counter", "hits") == Array("200".utf8))
         await shared.close()
     }

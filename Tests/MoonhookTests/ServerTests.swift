@@ -127,7 +127,7 @@ struct ServerTests {
         #expect(chat.requests.count == 1)
         #expect(chat.requests.first?.body == #"{"text":"Task task_abc123 finished (1 so far in session_xyz)"}"#)
         #expect(chat.requests.first?.headers["content-type"] == "application/json")
-        let store = try await SQLiteStore.open(path: handlers.folder.appending(path: "state/moonhook.sqlite").path, logger: LogRecords().logger())
+        let store = try await openStore(handlers.folder.appending(path: "state/moonhook.sqlite").path, logger: LogRecords().logger())
         #expect(try await store.get("induced", "steps:browser_iwnx132n1") == Array("2".utf8))
         #expect(try await store.get("browser-use", "finished:session_xyz") == Array("1".utf8))
         await store.close()

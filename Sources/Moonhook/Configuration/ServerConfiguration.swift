@@ -1,4 +1,5 @@
 import Foundation
+import MoonhookStore
 import LuaRuntime
 
 /// Settings of `moonhook serve`, from `moonhook.yaml`, then `MOONHOOK_*` environment variables,
@@ -41,6 +42,12 @@ public struct ServerConfiguration: Sendable, Equatable {
         public var pollInterval: Duration = .seconds(1)
         /// Whether the inbox is on disk before the 2xx (fsync). Off only to measure what it costs.
         public var durable = true
+        /// How long one store call may wait for the database (a lock held by another process, an
+        /// unreachable server) before it fails: an append then answers 503. SQLite's busy timeout.
+        public var storeTimeout: Duration = .seconds(5)
+
+        /// How the store is opened, from these settings.
+        public var storeOptions: StoreOptions { StoreOptions(durable: durable, timeout: storeTimeout) }
 
         public init() {}
     }
@@ -80,6 +87,7 @@ public struct ServerConfiguration: Sendable, Equatable {
             var lease: String?
             var poll_interval: String?
             var durable: Bool?
+            var store_timeout: String?
         }
 
         struct HTTP: Decodable {
@@ -156,6 +164,7 @@ public struct ServerConfiguration: Sendable, Equatable {
             if let value = try duration(section.lease, "lease") { deliveries.lease = value }
             if let value = try duration(section.poll_interval, "poll_interval") { deliveries.pollInterval = value }
             if let durable = section.durable { deliveries.durable = durable }
+            if let value = try duration(section.store_timeout, "store_timeout") { deliveries.storeTimeout = value }
         }
         if let section = file.server { try server.apply(section, origin: origin) }
         if let limits = file.limits {

@@ -11,15 +11,18 @@ public enum DeliveryReport {
         return try? Date(text, strategy: Date.ISO8601FormatStyle())
     }
 
-    /// The filter an operator wrote as `status`, `source`, `since` and `limit` (flags or query
-    /// parameters; `prefix` is how the caller's parameters are written, for the error).
+    /// The filter an operator wrote as flags or query parameters (`prefix` is how the caller's
+    /// parameters are written, for the error): `status`, `source`, `type`, `id`, `since` and
+    /// `until` (each an ISO 8601 time or a duration back from now), `limit`, and `cursor` (the
+    /// `next` of the previous page).
     public static func filter(
-        status: String?, source: String?, since: String?, limit: String?, defaultStatus: TaskStatus? = nil, prefix: String = ""
+        status: String?, source: String?, type: String? = nil, id: String? = nil, since: String?, until: String? = nil, limit: String?,
+        cursor: String? = nil, defaultStatus: PairStatus? = nil, prefix: String = ""
     ) throws(DeliveryQueryError) -> DeliveryFilter {
-        var filter = DeliveryFilter(status: defaultStatus, source: source)
+        var filter = DeliveryFilter(status: defaultStatus, source: source, type: type, id: id)
         if let status {
-            guard let value = TaskStatus(rawValue: status) else {
-                throw DeliveryQueryError(message: "\(prefix)status must be one of \(TaskStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+            guard let value = PairStatus(rawValue: status) else {
+                throw DeliveryQueryError(message: "\(prefix)status must be one of \(PairStatus.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             filter.status = value
         }
@@ -27,11 +30,24 @@ public enum DeliveryReport {
             guard let date = time(since) else { throw DeliveryQueryError(message: "\(prefix)since must be a duration (2h) or an ISO 8601 time") }
             filter.since = date
         }
+        if let until {
+            guard let date = time(until) else { throw DeliveryQueryError(message: "\(prefix)until must be a duration (2h) or an ISO 8601 time") }
+            filter.until = date
+        }
         if let limit {
             guard let count = Int(limit), count > 0 else { throw DeliveryQueryError(message: "\(prefix)limit must be a positive whole number") }
             filter.limit = count
         }
+        if let cursor {
+            guard let value = Int64(cursor), value > 0 else { throw DeliveryQueryError(message: "\(prefix)cursor must be the next of a previous page") }
+            filter.cursor = value
+        }
         return filter
+    }
+
+    /// A page as the admin API and `deliveries list --json` give it.
+    public static func page(_ page: DeliveryPage) -> [String: Any] {
+        ["deliveries": page.deliveries.map(summary), "next": page.next.map { $0 as Any } ?? NSNull()]
     }
 
     public static func summary(_ summary: DeliverySummary) -> [String: Any] {
@@ -49,17 +65,21 @@ public enum DeliveryReport {
         return [
             "seq": delivery.seq, "source": delivery.source, "id": delivery.id, "type": delivery.type,
             "received_at": TimeAPI.iso8601(delivery.receivedAt), "headers": delivery.headers, "body": body,
-            "handlers": detail.tasks.map { task -> [String: Any] in
-                var entry: [String: Any] = ["handler": task.handler, "status": task.status.rawValue, "attempts": task.attempts]
-                if let due = task.dueAt { entry["due_at"] = TimeAPI.iso8601(due) }
-                if let error = task.lastError { entry["last_error"] = error }
+            "handlers": detail.pairs.map { pair -> [String: Any] in
+                var entry: [String: Any] = ["handler": pair.handler, "status": pair.status.rawValue, "attempts": pair.attempts]
+                if let due = pair.dueAt { entry["due_at"] = TimeAPI.iso8601(due) }
+                if let error = pair.lastError { entry["last_error"] = error }
                 return entry
             },
             "attempts": detail.attempts.map { attempt -> [String: Any] in
                 var entry: [String: Any] = [
-                    "handler": attempt.handler, "attempt": attempt.attempt, "outcome": attempt.outcome,
+                    "handler": attempt.handler, "attempt": attempt.attempt, "outcome": attempt.outcome.rawValue,
                     "started_at": TimeAPI.iso8601(attempt.startedAt), "finished_at": TimeAPI.iso8601(attempt.finishedAt),
-                    "logs": attempt.logs.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) },
+                    "logs": attempt.logs.map { line -> [String: Any] in
+                        var entry: [String: Any] = ["level": line.level.rawValue, "message": line.message]
+                        if !line.fields.isEmpty { entry["fields"] = line.fields }
+                        return entry
+                    },
                 ]
                 if let error = attempt.error { entry["error"] = error }
                 return entry
@@ -79,7 +99,7 @@ public enum DeliveryReport {
     /// only one delivery has.
     public static func resolve(_ argument: String, in inbox: any DeliveryInbox) async throws -> Int64 {
         if let seq = Int64(argument) { return seq }
-        let found = try await inbox.find(id: argument)
+        let found = try await inbox.deliveries(DeliveryFilter(id: argument, limit: 10)).deliveries.map(\.seq)
         guard let first = found.first else { throw DeliveryQueryError(message: "no delivery with id '\(argument)'") }
         guard found.count == 1 else {
             throw DeliveryQueryError(message: "id '\(argument)' names \(found.count) deliveries (\(found.map(String.init).joined(separator: ", "))); give the number")

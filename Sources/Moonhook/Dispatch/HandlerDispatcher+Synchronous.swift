@@ -23,31 +23,31 @@ extension HandlerDispatcher {
     /// Holds the leases of a `respond: sync` delivery's pairs, stored already running, from when
     /// they are stored until the sender is answered: a pair that waits for a slot longer than the
     /// lease must not be taken for one a dead process left behind and run a second time.
-    public func hold(_ tasks: [InboxTask]) {
-        state.withLock { state in for task in tasks { Self.track(task, in: &state) } }
+    public func hold(_ pairs: [ClaimedPair]) {
+        state.withLock { state in for pair in pairs { Self.track(pair, in: &state) } }
     }
 
     /// Ends `hold`: the sender has been answered and every pair recorded.
-    public func letGo(_ tasks: [InboxTask]) {
-        state.withLock { state in for task in tasks { Self.untrack(task, in: &state) } }
+    public func letGo(_ pairs: [ClaimedPair]) {
+        state.withLock { state in for pair in pairs { Self.untrack(pair, in: &state) } }
     }
 
     /// Gives the slot a synchronous pair ran in back (its lease stays held until `letGo`).
-    private func giveBack(_ task: InboxTask) {
-        Self.wake(state.withLock { $0.slots.give(source: task.delivery.source, handler: task.handler) })
+    private func giveBack(_ pair: ClaimedPair) {
+        Self.wake(state.withLock { $0.slots.give(source: pair.delivery.source, handler: pair.handler) })
     }
 
-    public func runSynchronously(_ task: InboxTask, source: Source, handler: LoadedHandler) async -> SynchronousOutcome {
+    public func runSynchronously(_ pair: ClaimedPair, source: Source, handler: LoadedHandler) async -> SynchronousOutcome {
         let timeout = handler.options.timeout ?? defaultTimeout
         let clock = ContinuousClock()
         let start = clock.now
         guard await waitForSlot(source: source, handler: handler, within: timeout) else {
-            await drop(task, error: "no free slot within the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
+            await drop(pair, error: "no free slot within the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
             return .noSlot(timeout: timeout)
         }
-        defer { giveBack(task) }
+        defer { giveBack(pair) }
         let left = timeout - (clock.now - start)
-        return .finished(await attempt(task, retrying: false, timeout: max(left, .milliseconds(1))))
+        return .finished(await attempt(pair, retrying: false, timeout: max(left, .milliseconds(1))))
     }
 
     /// Where a waiting synchronous delivery stands in the line, for its timer.
@@ -95,10 +95,10 @@ extension HandlerDispatcher {
     }
 
     /// Records a pair that the caller claimed dead without running it.
-    public func drop(_ task: InboxTask, error: String) async {
+    public func drop(_ pair: ClaimedPair, error: String) async {
         let now = Date()
         await record("recording a pair not run") {
-            try await self.inbox.finish(task, outcome: .dead(error: error), record: AttemptRecord(startedAt: now, finishedAt: now, logs: []))
+            try await self.inbox.finish(pair, outcome: .dead(error: error), record: AttemptRecord(startedAt: now, finishedAt: now, logs: []))
         }
     }
 }

@@ -33,7 +33,7 @@ public final class HandlerDispatcher: Service, Sendable {
 
     private enum Signal {
         case wake
-        case start([InboxTask])
+        case start([ClaimedPair])
     }
 
     /// What the dispatcher has done so far.
@@ -115,13 +115,13 @@ public final class HandlerDispatcher: Service, Sendable {
     }
 
     /// Runs pairs stored already claimed (attempt 1) in slots `reserve` gave.
-    public func start(_ tasks: [InboxTask]) {
+    public func start(_ pairs: [ClaimedPair]) {
         state.withLock { state in
-            for task in tasks { Self.track(task, in: &state) }
+            for pair in pairs { Self.track(pair, in: &state) }
         }
-        if case .terminated = signal.yield(.start(tasks)) {
+        if case .terminated = signal.yield(.start(pairs)) {
             // Shutting down already: they run, here or elsewhere, once their lease runs out.
-            for task in tasks { release(task) }
+            for pair in pairs { release(pair) }
         }
     }
 
@@ -132,18 +132,18 @@ public final class HandlerDispatcher: Service, Sendable {
             await withGracefulShutdownHandler {
                 await withDiscardingTaskGroup { group in
                     for await signal in stream {
-                        let tasks: [InboxTask]
+                        let pairs: [ClaimedPair]
                         switch signal {
                         case .wake:
                             wakeQueued.store(false, ordering: .releasing)
-                            tasks = await claim()
+                            pairs = await claim()
                         case .start(let started):
-                            tasks = started
+                            pairs = started
                         }
-                        for task in tasks {
+                        for pair in pairs {
                             group.addTask {
-                                await self.execute(task)
-                                self.release(task)
+                                await self.execute(pair)
+                                self.release(pair)
                                 if self.backlog.load(ordering: .relaxed) { self.poke() }
                             }
                         }
@@ -168,7 +168,7 @@ public final class HandlerDispatcher: Service, Sendable {
     private func renewLeases() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: settings.lease / 3)
-            let running = state.withLock { $0.running.map { (delivery: $0.key.delivery, handler: $0.key.handler, attempt: $0.value) } }
+            let running = state.withLock { $0.running.map { PairLease(delivery: $0.key.delivery, handler: $0.key.handler, attempt: $0.value) } }
             if running.isEmpty { continue }
             do {
                 try await inbox.renew(running, lease: settings.lease)
@@ -180,46 +180,46 @@ public final class HandlerDispatcher: Service, Sendable {
 
     /// Claims as many due pairs as there are free slots, within the per-source and per-handler
     /// limits. The slots are reserved while choosing, inside the claim's transaction.
-    private func claim() async -> [InboxTask] {
+    private func claim() async -> [ClaimedPair] {
         let free = state.withLock { $0.slots.free }
         guard free > 0 else { return [] }
         let reservation = Reservation()
-        let tasks: [InboxTask]
+        let pairs: [ClaimedPair]
         do {
-            tasks = try await inbox.claim(candidates: free, lease: settings.lease) { candidates in
+            pairs = try await inbox.claim(candidates: free, lease: settings.lease) { candidates in
                 self.reserve(from: candidates, free: free, into: reservation)
             }
         } catch {
             logger.error("claiming deliveries failed", metadata: ["error": "\(error)"])
-            tasks = []
+            pairs = []
         }
         // Give back what was reserved but not leased (a failed or repeated transaction).
         var unclaimed = reservation.chosen.withLock { $0 }
-        for task in tasks {
-            if let index = unclaimed.firstIndex(where: { $0.delivery == task.delivery.seq && $0.handler == task.handler }) {
+        for pair in pairs {
+            if let index = unclaimed.firstIndex(where: { $0.delivery == pair.delivery.seq && $0.handler == pair.handler }) {
                 unclaimed.remove(at: index)
             }
         }
         let granted = state.withLock { state in
-            for task in tasks { Self.track(task, in: &state) }
+            for pair in pairs { Self.track(pair, in: &state) }
             return unclaimed.flatMap { state.slots.give(source: $0.source, handler: $0.handler) }
         }
         Self.wake(granted)
         // Fewer than there was room for: nothing more is due now (retries come with the tick).
-        if tasks.count < free { backlog.store(false, ordering: .relaxed) } else { poke() }
-        return tasks
+        if pairs.count < free { backlog.store(false, ordering: .relaxed) } else { poke() }
+        return pairs
     }
 
     private final class Reservation: Sendable {
-        let chosen = Mutex<[TaskCandidate]>([])
+        let chosen = Mutex<[PairCandidate]>([])
     }
 
-    private func reserve(from candidates: [TaskCandidate], free: Int, into reservation: Reservation) -> [TaskCandidate] {
+    private func reserve(from candidates: [PairCandidate], free: Int, into reservation: Reservation) -> [PairCandidate] {
         let catalog = sources.catalog
         let (chosen, granted) = state.withLock { state in
             // A transaction run again calls this again: its earlier choice is given back first.
             let granted = reservation.chosen.withLock({ $0 }).flatMap { state.slots.give(source: $0.source, handler: $0.handler) }
-            var chosen: [TaskCandidate] = []
+            var chosen: [PairCandidate] = []
             for candidate in candidates where chosen.count < free {
                 // Its lease ran out while this process still runs it (renewal fell behind): it is
                 // not run a second time alongside.
@@ -236,37 +236,37 @@ public final class HandlerDispatcher: Service, Sendable {
     }
 
     /// Counts a pair as running here: its lease is renewed until `untrack`.
-    static func track(_ task: InboxTask, in state: inout State) {
-        state.running[Key(delivery: task.delivery.seq, handler: task.handler)] = task.attempt
+    static func track(_ pair: ClaimedPair, in state: inout State) {
+        state.running[Key(delivery: pair.delivery.seq, handler: pair.handler)] = pair.attempt
         state.counters.inFlight += 1
     }
 
-    static func untrack(_ task: InboxTask, in state: inout State) {
-        state.running[Key(delivery: task.delivery.seq, handler: task.handler)] = nil
+    static func untrack(_ pair: ClaimedPair, in state: inout State) {
+        state.running[Key(delivery: pair.delivery.seq, handler: pair.handler)] = nil
         state.counters.inFlight -= 1
     }
 
     /// Ends a pair run in a reserved slot: the slot and the lease go.
-    func release(_ task: InboxTask) {
+    func release(_ pair: ClaimedPair) {
         let granted = state.withLock { state in
-            Self.untrack(task, in: &state)
-            return state.slots.give(source: task.delivery.source, handler: task.handler)
+            Self.untrack(pair, in: &state)
+            return state.slots.give(source: pair.delivery.source, handler: pair.handler)
         }
         Self.wake(granted)
     }
 
-    private func execute(_ task: InboxTask) async {
-        if task.handler.isEmpty {
-            await resolve(task)
-        } else if task.abandoned, Self.retryPolicy(sources.source(named: task.delivery.source), task.handler).delay(afterFailure: task.failures) == nil {
+    private func execute(_ pair: ClaimedPair) async {
+        if pair.kind == .replay {
+            await resolve(pair)
+        } else if pair.abandoned, Self.retryPolicy(sources.source(named: pair.delivery.source), pair.handler).delay(afterFailure: pair.failures) == nil {
             // Its attempts keep ending with their process (a crash, a kill, an OOM): running it
             // again would take this process down too.
-            let error = "attempt \(task.attempt - 1) did not finish: the process running it ended, and that used up the pair's retries; dead-lettered without running it again"
-            logger.error("handler dead-lettered", metadata: ["delivery.id": "\(task.delivery.id)", "handler.path": "\(task.handler)", "error": "\(error)"])
+            let error = "attempt \(pair.attempt - 1) did not finish: the process running it ended, and that used up the pair's retries; dead-lettered without running it again"
+            logger.error("handler dead-lettered", metadata: ["delivery.id": "\(pair.delivery.id)", "handler.path": "\(pair.handler)", "error": "\(error)"])
             state.withLock { $0.counters.deadLettered += 1 }
-            await drop(task, error: error)
+            await drop(pair, error: error)
         } else {
-            _ = await attempt(task, retrying: true)
+            _ = await attempt(pair, retrying: true)
         }
     }
 
@@ -278,47 +278,47 @@ public final class HandlerDispatcher: Service, Sendable {
     }
 
     /// A replay's marker: the delivery's handlers, as the source has them now, run again.
-    private func resolve(_ task: InboxTask) async {
-        let handlers = sources.source(named: task.delivery.source)?.handlers(for: task.delivery.type).map(\.path) ?? []
-        await record("resolving handlers") { try await self.inbox.resolved(task, handlers: handlers) }
+    private func resolve(_ pair: ClaimedPair) async {
+        let handlers = sources.source(named: pair.delivery.source)?.handlers(for: pair.delivery.type).map(\.path) ?? []
+        await record("resolving handlers") { try await self.inbox.resolved(pair, handlers: handlers) }
         logger.info(
             "delivery replayed",
-            metadata: ["source": "\(task.delivery.source)", "delivery.id": "\(task.delivery.id)", "handlers": "\(handlers.joined(separator: ","))"])
+            metadata: ["source": "\(pair.delivery.source)", "delivery.id": "\(pair.delivery.id)", "handlers": "\(handlers.joined(separator: ","))"])
     }
 
-    func attempt(_ task: InboxTask, retrying: Bool, timeout: Duration? = nil) async -> LuaOutcome {
+    func attempt(_ pair: ClaimedPair, retrying: Bool, timeout: Duration? = nil) async -> LuaOutcome {
         var logger = self.logger
-        logger[metadataKey: "source"] = "\(task.delivery.source)"
-        logger[metadataKey: "event.type"] = "\(task.delivery.type)"
-        logger[metadataKey: "delivery.id"] = "\(task.delivery.id)"
-        logger[metadataKey: "handler.path"] = "\(task.handler)"
-        logger[metadataKey: "attempt"] = "\(task.attempt)"
-        let source = sources.source(named: task.delivery.source)
-        let handler = source?.handler(at: task.handler)
+        logger[metadataKey: "source"] = "\(pair.delivery.source)"
+        logger[metadataKey: "event.type"] = "\(pair.delivery.type)"
+        logger[metadataKey: "delivery.id"] = "\(pair.delivery.id)"
+        logger[metadataKey: "handler.path"] = "\(pair.handler)"
+        logger[metadataKey: "attempt"] = "\(pair.attempt)"
+        let source = sources.source(named: pair.delivery.source)
+        let handler = source?.handler(at: pair.handler)
         let started = Date()
         let clock = ContinuousClock()
         let start = clock.now
         let outcome: LuaOutcome
-        var lines: [String] = []
+        var lines: [AttemptLogLine] = []
         if let source, let handler {
-            let context = HandlerContext(source: task.delivery.source, logger: logger, redactions: source.redactions)
-            let event = HandlerEvent(task, formJSON: source.configuration.formJSON)
+            let context = HandlerContext(source: pair.delivery.source, logger: logger, redactions: source.redactions)
+            let event = HandlerEvent(pair, formJSON: source.configuration.formJSON)
             outcome = await pool.invoke(handler, arguments: [event.luaValue], info: LuaInvocationInfo(handlerPath: handler.path, context: context), timeout: timeout)
-            lines = context.logLines.map(Self.json)
+            lines = context.logLines.map { AttemptLogLine(level: $0.level, message: $0.message, fields: $0.fields) }
         } else {
-            let reason = source == nil ? "source '\(task.delivery.source)' is not served" : "handler \(task.handler) is not loaded"
+            let reason = source == nil ? "source '\(pair.delivery.source)' is not served" : "handler \(pair.handler) is not loaded"
             outcome = LuaOutcome(result: .failure(LuaError(.invalidHandler, reason)), instructions: 0)
         }
         let elapsed = clock.now - start
         let attemptRecord = AttemptRecord(startedAt: started, finishedAt: Date(), logs: lines)
-        let result: InboxOutcome
+        let result: PairOutcome
         switch outcome.result {
         case .success:
             result = .done
             state.withLock { $0.counters.succeeded += 1 }
             logger.debug("handler succeeded", metadata: ["duration.ms": "\(elapsed.totalMilliseconds)"])
         case .failure(let error):
-            if retrying, let delay = Self.retryPolicy(source, task.handler).delay(afterFailure: task.failures + 1) {
+            if retrying, let delay = Self.retryPolicy(source, pair.handler).delay(afterFailure: pair.failures + 1) {
                 let at = Date().addingTimeInterval(Double(delay.totalMilliseconds) / 1000)
                 result = .retry(at: at, error: error.message)
                 state.withLock { $0.counters.failed += 1 }
@@ -336,7 +336,7 @@ public final class HandlerDispatcher: Service, Sendable {
         }
         let attemptLogger = logger
         await record("recording an attempt") {
-            if try await self.inbox.finish(task, outcome: result, record: attemptRecord) == false {
+            if try await self.inbox.finish(pair, outcome: result, record: attemptRecord) == false {
                 attemptLogger.warning("attempt not recorded: its lease ran out and the pair was claimed again")
             }
         }
@@ -361,21 +361,14 @@ public final class HandlerDispatcher: Service, Sendable {
             }
         }
     }
-
-    /// A kept log line as a JSON object, for the attempt's record.
-    private static func json(_ line: HandlerContext.LogLine) -> String {
-        let object: [String: Any] = ["level": line.level.rawValue, "message": line.message, "fields": line.fields]
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
-    }
 }
 
 extension HandlerEvent {
-    /// The event of a stored delivery, for the attempt `task` is.
-    init(_ task: InboxTask, formJSON: String?) {
-        let delivery = task.delivery
+    /// The event of a stored delivery, for the attempt `pair` is.
+    init(_ pair: ClaimedPair, formJSON: String?) {
+        let delivery = pair.delivery
         self.init(
-            id: delivery.id, source: delivery.source, type: delivery.type, receivedAt: delivery.receivedAt, attempt: task.attempt, headers: delivery.headers,
+            id: delivery.id, source: delivery.source, type: delivery.type, receivedAt: delivery.receivedAt, attempt: pair.attempt, headers: delivery.headers,
             raw: delivery.body, formJSON: formJSON)
     }
 }

@@ -6,16 +6,17 @@ import WebhookVerification
 /// `/admin`, behind `Authorization: Bearer <admin_token>`. Off (404) when no token is configured.
 ///
 /// - `GET /admin/handlers`: every source folder and its handlers.
-/// - `GET /admin/deliveries?status=dead&source=S&since=2h&limit=100`: deliveries, newest first.
+/// - `GET /admin/deliveries?status=dead&source=S&type=T&id=I&since=2h&until=1h&limit=100&cursor=N`:
+///   deliveries, newest first, a page at a time (`next` is the cursor of the following page).
 /// - `GET /admin/deliveries/{seq}`: one delivery with its body, headers and every attempt.
 /// - `POST /admin/deliveries/{seq}/replay`: runs its handlers again, on their current version.
-/// - `POST /admin/deliveries/replay?status=dead&source=S&since=T`: replays every dead pair.
-/// - `POST /admin/deliveries/purge?older_than=30d`: deletes deliveries, whatever their state.
-/// - `GET /admin/stats`: the dispatcher's counters and the inbox's group-commit batches.
+/// - `POST /admin/deliveries/replay?status=dead&source=S&type=T&since=T&until=T`: replays every dead pair.
+/// - `POST /admin/deliveries/purge?older_than=30d&source=S&type=T`: deletes deliveries, whatever their state.
+/// - `GET /admin/stats`: the dispatcher's counters, the inbox's write batches and its pairs by state.
 struct AdminController: Sendable {
     let token: String?
     let sources: SourceDirectory
-    let inbox: SQLiteStore
+    let inbox: any Store
     let dispatcher: HandlerDispatcher
 
     func addRoutes(to router: Router<BasicRequestContext>) {
@@ -26,8 +27,8 @@ struct AdminController: Sendable {
         router.get("/admin/deliveries") { request, _ in
             try authorize(request)
             let filter = try filter(request, defaultStatus: nil)
-            let list = try await store { try await inbox.list(filter) }
-            return json(["deliveries": list.map(DeliveryReport.summary)])
+            let page = try await store { try await inbox.deliveries(filter) }
+            return json(DeliveryReport.page(page))
         }
         router.get("/admin/deliveries/:seq") { request, context in
             try authorize(request)
@@ -56,15 +57,21 @@ struct AdminController: Sendable {
             guard let text = request.uri.queryParameters.get("older_than"), let cutoff = DeliveryReport.time(text) else {
                 throw HTTPFailure(.badRequest, "purge needs older_than=DURATION (such as 30d) or an ISO 8601 time")
             }
-            let count = try await store { try await inbox.purge(before: cutoff, onlyFinished: false) }
+            var filter = try filter(request, defaultStatus: nil)
+            filter.until = min(filter.until ?? cutoff, cutoff)
+            let purge = filter
+            let count = try await store { try await inbox.purge(purge, onlyFinished: false) }
             return json(["purged": count])
         }
         router.get("/admin/stats") { request, _ in
             try authorize(request)
             let counters = dispatcher.counters
-            let batches = inbox.groupCommitStatistics
+            let batches = inbox.writeStatistics
+            let pairs = try await store { try await inbox.pairCounts() }
             return json([
                 "dispatcher": ["succeeded": counters.succeeded, "failed": counters.failed, "dead_lettered": counters.deadLettered, "in_flight": counters.inFlight],
+                "pairs": Dictionary(uniqueKeysWithValues: PairStatus.allCases.map { ($0.rawValue, pairs.byStatus[$0] ?? 0) }),
+                "oldest_waiting": pairs.oldestWaiting.mapValues(TimeAPI.iso8601),
                 "group_commit": [
                     "batches": batches.batches, "writes": batches.writes, "largest_batch": batches.largestBatch,
                     "busy_ms": batches.busy.totalMilliseconds,
@@ -73,12 +80,12 @@ struct AdminController: Sendable {
         }
     }
 
-    private func filter(_ request: Request, defaultStatus: TaskStatus?) throws -> DeliveryFilter {
+    private func filter(_ request: Request, defaultStatus: PairStatus?) throws -> DeliveryFilter {
         let query = request.uri.queryParameters
         do {
             var filter = try DeliveryReport.filter(
-                status: query.get("status"), source: query.get("source"), since: query.get("since"), limit: query.get("limit"),
-                defaultStatus: defaultStatus)
+                status: query.get("status"), source: query.get("source"), type: query.get("type"), id: query.get("id"), since: query.get("since"),
+                until: query.get("until"), limit: query.get("limit"), cursor: query.get("cursor"), defaultStatus: defaultStatus)
             filter.limit = min(filter.limit, 10_000)
             return filter
         } catch {

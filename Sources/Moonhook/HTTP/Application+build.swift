@@ -23,7 +23,7 @@ public func buildApplication(
     watchTiming: HandlerWatcher.Timing = HandlerWatcher.Timing(),
     onServerRunning: (@Sendable (Int) async -> Void)? = nil
 ) async throws -> some ApplicationProtocol {
-    let store = try await StoreLocation(configuration.store).open(logger: logger, durable: configuration.deliveries.durable)
+    let store = try await StoreLocation(configuration.store).open(logger: logger, options: configuration.deliveries.storeOptions)
     let client = HandlerRuntime.makeHTTPClient()
     let services = HostServices(logger: logger, limits: configuration.limits, store: store, httpClient: client, outbound: configuration.outbound)
     let pool: WorkerPool
@@ -75,18 +75,19 @@ public func buildApplication(
         configuration: ApplicationConfiguration(
             address: .hostname(configuration.host, port: configuration.port), serverName: "moonhook",
             availableConnectionsDelegate: MaximumAvailableConnections(edge.maxConnections, logger: logger)),
-        services: [RuntimeService(pool: pool, store: store, client: client, retention: configuration.deliveries.retention, logger: logger), dispatcher, watcher],
+        services: [store, RuntimeService(pool: pool, store: store, client: client, retention: configuration.deliveries.retention, logger: logger), dispatcher, watcher],
         onServerRunning: { channel in await onServerRunning?(channel.localAddress?.port ?? 0) },
         logger: logger
     )
 }
 
-/// Owns the Lua workers and the store for the life of the server: once a minute purges expired keys
-/// and deletes finished deliveries older than the retention window; shuts both down after every
-/// service after it in the group (the dispatcher, the server) has stopped.
+/// Owns the Lua workers for the life of the server: once a minute purges expired keys and deletes
+/// finished deliveries older than the retention window; shuts the workers and the HTTP client down
+/// after every service after it in the group (the dispatcher, the server) has stopped. The store,
+/// listed before it, closes after it.
 struct RuntimeService: Service {
     let pool: WorkerPool
-    let store: SQLiteStore
+    let store: any Store
     let client: HTTPClient
     let retention: Duration
     let logger: Logger
@@ -104,7 +105,7 @@ struct RuntimeService: Service {
                 }
                 do {
                     let cutoff = Date().addingTimeInterval(-Double(retention.totalMilliseconds) / 1000)
-                    let pruned = try await store.purge(before: cutoff, onlyFinished: true)
+                    let pruned = try await store.purge(DeliveryFilter(until: cutoff), onlyFinished: true)
                     if pruned > 0 { logger.info("finished deliveries past retention deleted", metadata: ["count": "\(pruned)"]) }
                 } catch {
                     logger.error("deleting old deliveries failed", metadata: ["error": "\(error)"])
@@ -113,6 +114,5 @@ struct RuntimeService: Service {
         }
         pool.shutdown()
         try? await client.shutdown()
-        await store.close()
     }
 }

@@ -133,7 +133,7 @@ struct HookController: Sendable {
             if direct {
                 var stored = delivery
                 stored.seq = seq
-                dispatcher.start(delivery.handlers.map { InboxTask(delivery: stored, handler: $0, attempt: 1, failures: 0) })
+                dispatcher.start(delivery.handlers.map { ClaimedPair(delivery: stored, handler: $0, attempt: 1, failures: 0) })
             } else {
                 dispatcher.wake()
             }
@@ -156,16 +156,16 @@ struct HookController: Sendable {
         var answer: LuaValue?
         var failure: HTTPFailure?
         var busy = false
-        let tasks = handlers.map { InboxTask(delivery: stored, handler: $0.path, attempt: 1, failures: 0) }
-        dispatcher.hold(tasks)
-        defer { dispatcher.letGo(tasks) }
-        for (handler, task) in zip(handlers, tasks) {
+        let pairs = handlers.map { ClaimedPair(delivery: stored, handler: $0.path, attempt: 1, failures: 0) }
+        dispatcher.hold(pairs)
+        defer { dispatcher.letGo(pairs) }
+        for (handler, pair) in zip(handlers, pairs) {
             // Once one had no slot, the rest are not run either: the sender is told to come back.
             if busy {
-                await dispatcher.drop(task, error: "not run: an earlier handler of this respond: sync delivery had no free slot")
+                await dispatcher.drop(pair, error: "not run: an earlier handler of this respond: sync delivery had no free slot")
                 continue
             }
-            switch await dispatcher.runSynchronously(task, source: source, handler: handler) {
+            switch await dispatcher.runSynchronously(pair, source: source, handler: handler) {
             case .finished(let outcome):
                 switch outcome.result {
                 case .success(let values):

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import LuaRuntime
+import MoonhookStore
 import NIOCore
 import NIOHTTP1
 
@@ -214,11 +215,6 @@ struct OutboundRequest: Sendable {
 }
 
 extension Duration {
-    var totalMilliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-
     var totalNanoseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000

@@ -3,34 +3,38 @@ import Logging
 import MoonhookStore
 import Testing
 
-/// A store in a fresh temporary folder.
-struct TemporaryStore {
-    let folder = FileManager.default.temporaryDirectory.appending(path: "moonhook-store-\(UUID().uuidString)")
-    var path: String { folder.appending(path: "nested/moonhook.sqlite").path }
+/// Where key-value tests run: every store engine, and the in-memory store of `moonhook test`.
+enum KeyValueEngine: Sendable, CustomTestStringConvertible {
+    case store(StoreEngine)
+    case memory
 
-    func open() async throws -> SQLiteStore {
-        try await SQLiteStore.open(path: path, logger: Logger(label: "test"))
+    static let all: [KeyValueEngine] = StoreEngine.all.map(KeyValueEngine.store) + [.memory]
+
+    var testDescription: String {
+        switch self {
+        case .store(let engine): engine.rawValue
+        case .memory: "memory"
+        }
     }
 
-    func remove() { try? FileManager.default.removeItem(at: folder) }
+    /// A fresh store and what removes it.
+    func make() async throws -> (any KeyValueStore, @Sendable () async -> Void) {
+        switch self {
+        case .store(let engine):
+            let made = try await engine.make()
+            return (made.store, { await made.remove() })
+        case .memory:
+            return (MemoryKeyValueStore(), {})
+        }
+    }
 }
 
-func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
-
-@Suite("Key-value storage", .serialized)
+@Suite("Key-value storage")
 struct KeyValueStoreTests {
-    /// Every behaviour, against both implementations.
-    static func stores() async throws -> [(String, any KeyValueStore, () async -> Void)] {
-        let temporary = TemporaryStore()
-        let sqlite = try await temporary.open()
-        return [
-            ("sqlite", sqlite, { await sqlite.close(); temporary.remove() }),
-            ("memory", MemoryKeyValueStore(), {}),
-        ]
-    }
-
-    @Test func basicOperations() async throws {
-        for (name, store, close) in try await Self.stores() {
+    @Test(arguments: KeyValueEngine.all) func basicOperations(engine: KeyValueEngine) async throws {
+        let name = engine.testDescription
+        let (store, close) = try await engine.make()
+        do {
             #expect(try await store.get("a", "k") == nil, "\(name)")
             try await store.set("a", "k", bytes("\"v\""), ttl: nil)
             #expect(try await store.get("a", "k") == bytes("\"v\""), "\(name)")
@@ -50,12 +54,14 @@ struct KeyValueStoreTests {
             await #expect(throws: StoreError.self, "\(name): a string is not an integer") { _ = try await store.increment("a", "text", by: 1, ttl: nil) }
             try await store.set("a", "max", bytes(String(Int64.max)), ttl: nil)
             await #expect(throws: StoreError.self, "\(name): overflow") { _ = try await store.increment("a", "max", by: 1, ttl: nil) }
-            await close()
         }
+        await close()
     }
 
-    @Test func expiredKeysAreNeverReturned() async throws {
-        for (name, store, close) in try await Self.stores() {
+    @Test(arguments: KeyValueEngine.all) func expiredKeysAreNeverReturned(engine: KeyValueEngine) async throws {
+        let name = engine.testDescription
+        let (store, close) = try await engine.make()
+        do {
             try await store.set("a", "short", bytes("1"), ttl: .milliseconds(300))
             try await store.set("a", "long", bytes("1"), ttl: .seconds(60))
             #expect(try await store.get("a", "short") == bytes("1"), "\(name)")
@@ -69,12 +75,14 @@ struct KeyValueStoreTests {
             try await Task.sleep(for: .milliseconds(100))
             #expect(try await store.list("a", prefix: "", limit: 10, after: nil).map(\.key) == ["gone", "long", "short"], "\(name)")
             #expect(try await store.purgeExpired() == 1, "\(name)")
-            await close()
         }
+        await close()
     }
 
-    @Test func listPagesInKeyOrder() async throws {
-        for (name, store, close) in try await Self.stores() {
+    @Test(arguments: KeyValueEngine.all) func listPagesInKeyOrder(engine: KeyValueEngine) async throws {
+        let name = engine.testDescription
+        let (store, close) = try await engine.make()
+        do {
             for index in 0..<25 { try await store.set("a", String(format: "user:%02d", index), bytes(String(index)), ttl: nil) }
             try await store.set("a", "other", bytes("0"), ttl: nil)
             try await store.set("b", "user:99", bytes("0"), ttl: nil)
@@ -86,30 +94,28 @@ struct KeyValueStoreTests {
                 cursor = page.count == 10 ? page.last?.key : nil
             } while cursor != nil
             #expect(keys == (0..<25).map { String(format: "user:%02d", $0) }, "\(name)")
-            await close()
         }
+        await close()
     }
 
-    @Test func sqliteSurvivesARestartAndRecordsItsSchema() async throws {
-        let temporary = TemporaryStore()
-        defer { temporary.remove() }
-        let first = try await temporary.open()
-        try await first.set("s", "kept", bytes("{\"a\":[1,2]}"), ttl: nil)
-        #expect(try await first.schemaVersion() == 2)
-        await first.close()
-        let second = try await temporary.open()
+    @Test(arguments: StoreEngine.all) func survivesAReopenAndRecordsItsSchema(engine: StoreEngine) async throws {
+        let made = try await engine.make()
+        try await made.store.set("s", "kept", bytes("{\"a\":[1,2]}"), ttl: nil)
+        let version = try await made.store.schemaVersion()
+        #expect(version >= 3)
+        let second = try await made.another()
         #expect(try await second.get("s", "kept") == bytes("{\"a\":[1,2]}"))
-        #expect(try await second.schemaVersion() == 2)
+        #expect(try await second.schemaVersion() == version)
         await second.close()
+        await made.remove()
     }
 
     /// Many concurrent increments through separate connections (the way separate processes share
-    /// the file) lose no update.
-    @Test func concurrentIncrementsLoseNothing() async throws {
-        let temporary = TemporaryStore()
-        defer { temporary.remove() }
-        var stores: [SQLiteStore] = []
-        for _ in 0..<4 { stores.append(try await temporary.open()) }
+    /// the database) lose no update.
+    @Test(arguments: StoreEngine.all) func concurrentIncrementsLoseNothing(engine: StoreEngine) async throws {
+        let made = try await engine.make()
+        var stores: [any Store] = [made.store]
+        for _ in 0..<3 { stores.append(try await made.another()) }
         let connections = stores
         try await withThrowingTaskGroup(of: Void.self) { group in
             for store in connections {
@@ -122,6 +128,7 @@ struct KeyValueStoreTests {
             try await group.waitForAll()
         }
         #expect(try await stores[0].get("s", "counter") == bytes("1600"))
-        for store in stores { await store.close() }
+        for store in stores.dropFirst() { await store.close() }
+        await made.remove()
     }
 }

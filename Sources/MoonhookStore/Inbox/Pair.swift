@@ -1,0 +1,117 @@
+import Foundation
+
+/// What a (delivery, handler) pair asks for.
+public enum PairKind: String, Sendable, Equatable {
+    /// Run the handler.
+    case handler
+    /// Resolve the delivery's handlers again, as its source has them now, and make their pairs
+    /// due (a replay of the whole delivery). Its `handler` is empty.
+    case replay
+}
+
+/// The states of a (delivery, handler) pair.
+public enum PairStatus: String, Sendable, CaseIterable, Codable {
+    case pending, running, done, retry, dead
+}
+
+/// A (delivery, handler) pair `claim` may take.
+public struct PairCandidate: Sendable, Equatable {
+    public var delivery: Int64
+    public var source: String
+    /// Handler path; empty for a replay.
+    public var handler: String
+    public var kind: PairKind
+    /// Its last attempt was left running by a process that ended (its lease ran out).
+    public var abandoned: Bool
+
+    public init(delivery: Int64, source: String, handler: String, kind: PairKind = .handler, abandoned: Bool = false) {
+        self.delivery = delivery
+        self.source = source
+        self.handler = handler
+        self.kind = kind
+        self.abandoned = abandoned
+    }
+}
+
+/// One (delivery, handler) pair to run, leased to this process.
+///
+/// Its `attempt` is the lease's fencing token: every claim raises it, and `finish` and `renew`
+/// act only while the pair is still running that attempt, so a process that lost its lease
+/// records nothing.
+public struct ClaimedPair: Sendable, Equatable {
+    public var delivery: InboxDelivery
+    /// Handler path; empty for a replay.
+    public var handler: String
+    public var kind: PairKind
+    /// Which attempt this is, counting every attempt ever made (1 for the first).
+    public var attempt: Int
+    /// Failed attempts since the pair was last replayed: what the retry budget is charged with.
+    /// An attempt whose process ended while running it counts as failed, so that a delivery that
+    /// takes its process down is dead-lettered after its retries instead of running forever.
+    public var failures: Int
+    /// The previous attempt never finished: the process running it ended (counted in `failures`).
+    public var abandoned: Bool
+
+    public init(delivery: InboxDelivery, handler: String, kind: PairKind = .handler, attempt: Int, failures: Int, abandoned: Bool = false) {
+        self.delivery = delivery
+        self.handler = handler
+        self.kind = kind
+        self.attempt = attempt
+        self.failures = failures
+        self.abandoned = abandoned
+    }
+
+    /// What `renew` needs of it.
+    public var lease: PairLease { PairLease(delivery: delivery.seq, handler: handler, attempt: attempt) }
+}
+
+/// A pair this process holds, by attempt: what `renew` extends.
+public struct PairLease: Sendable, Hashable {
+    public var delivery: Int64
+    public var handler: String
+    public var attempt: Int
+
+    public init(delivery: Int64, handler: String, attempt: Int) {
+        self.delivery = delivery
+        self.handler = handler
+        self.attempt = attempt
+    }
+}
+
+/// How an attempt ended.
+public enum PairOutcome: Sendable, Equatable {
+    case done
+    /// Failed; run again at `at`.
+    case retry(at: Date, error: String)
+    /// Failed for the last time: dead-lettered until replayed.
+    case dead(error: String)
+
+    /// The state it leaves the pair in.
+    public var status: PairStatus {
+        switch self {
+        case .done: .done
+        case .retry: .retry
+        case .dead: .dead
+        }
+    }
+
+    public var error: String? {
+        switch self {
+        case .done: nil
+        case .retry(_, let error), .dead(let error): error
+        }
+    }
+}
+
+/// Pairs per state, and how far behind each source is.
+public struct PairCounts: Sendable, Equatable {
+    /// Pairs in each state (states with none are absent).
+    public var byStatus: [PairStatus: Int]
+    /// Per source, when its oldest delivery with a pending or retrying pair was received.
+    public var oldestWaiting: [String: Date]
+
+    public init(byStatus: [PairStatus: Int], oldestWaiting: [String: Date]) {
+        self.byStatus = byStatus
+        self.oldestWaiting = oldestWaiting
+    }
+}

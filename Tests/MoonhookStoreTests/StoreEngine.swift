@@ -1,0 +1,66 @@
+import Foundation
+import Logging
+import MoonhookStore
+import Synchronization
+import Testing
+
+/// The engines the shared suites run against: every store behaviour is tested on each through
+/// `@Test(arguments: StoreEngine.all)`.
+enum StoreEngine: String, Sendable, CustomTestStringConvertible {
+    case sqlite
+
+    static let all: [StoreEngine] = [.sqlite]
+
+    var testDescription: String { rawValue }
+
+    /// A new, empty store of this engine, opened through `StoreLocation` as the server opens it.
+    func make(clock: StoreClock = .system, timeout: Duration = .seconds(5)) async throws -> TestStore {
+        switch self {
+        case .sqlite:
+            let folder = FileManager.default.temporaryDirectory.appending(path: "moonhook-store-\(UUID().uuidString)")
+            let location = "sqlite:" + folder.appending(path: "nested/moonhook.sqlite").path
+            return try await TestStore(location: location, options: StoreOptions(timeout: timeout, clock: clock)) {
+                try? FileManager.default.removeItem(at: folder)
+            }
+        }
+    }
+}
+
+/// A store made for one test, with what it takes to open it again and to remove it.
+struct TestStore: Sendable {
+    let location: String
+    let options: StoreOptions
+    let store: any Store
+    private let cleanup: @Sendable () async -> Void
+
+    init(location: String, options: StoreOptions, cleanup: @escaping @Sendable () async -> Void) async throws {
+        self.location = location
+        self.options = options
+        self.cleanup = cleanup
+        self.store = try await StoreLocation(location).open(logger: Logger(label: "test"), options: options)
+    }
+
+    /// Another connection to the same database (as another process would have).
+    func another() async throws -> any Store {
+        try await StoreLocation(location).open(logger: Logger(label: "test"), options: options)
+    }
+
+    /// Closes the store and removes its database.
+    func remove() async {
+        await store.close()
+        await cleanup()
+    }
+}
+
+/// A clock that tests move by hand, so that leases, TTLs and retention windows run out at once.
+final class TestClock: Sendable {
+    private let current = Mutex(Date())
+
+    var clock: StoreClock { StoreClock { self.current.withLock { $0 } } }
+
+    func advance(by duration: Duration) {
+        current.withLock { $0 = $0.addingTimeInterval(Double(duration.totalMilliseconds) / 1000) }
+    }
+}
+
+func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }

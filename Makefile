@@ -5,8 +5,10 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build and the tests need.
 APT_PACKAGES := liblua5.4-dev libssl-dev pkg-config python3 python3-venv
-# What only the tests need: stock Lua 5.4, the oracle of the differential test.
-TEST_APT_PACKAGES := lua5.4
+# What only the tests need: stock Lua 5.4, the oracle of the differential test; PostgreSQL, whose
+# server the tests start themselves in a temporary folder (scripts/test-postgres.sh); openssl for
+# its self-signed certificate.
+TEST_APT_PACKAGES := lua5.4 postgresql openssl
 # Swift from swift.org, where the toolchain image puts it, when it is not on PATH already.
 SWIFT := $(shell command -v swift 2>/dev/null || ls /opt/swift/usr/bin/swift 2>/dev/null || echo swift)
 CONFIGURATION ?= debug
@@ -74,9 +76,15 @@ try: build
 	  $(BIN) run handlers/$$source/$$type.lua --event $$fixture || exit 1; \
 	done
 
+# Builds, starts a throwaway PostgreSQL cluster on a free loopback port, runs every test against it
+# (and SQLite), and stops the cluster whatever the outcome.
 test: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	@pgdir=$$(mktemp -d /tmp/moonhook-postgres.XXXXXX); \
+	  trap 'scripts/test-postgres.sh stop '"$$pgdir" EXIT; \
+	  url=$$(scripts/test-postgres.sh start $$pgdir) || exit 1; \
+	  echo "PostgreSQL for the tests: $$url"; \
+	  MOONHOOK_TEST_POSTGRES_URL=$$url MOONHOOK_TEST_POSTGRES_DIR=$$pgdir $(SWIFT) test --skip-build
 
 # The differential test against stock Lua with more cases and a new seed each run (make test runs
 # 10,000 pattern cases with a fixed seed). A failure prints its seed: SEED=... reruns it, and

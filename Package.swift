@@ -20,6 +20,10 @@ let package = Package(
         // NIOHTTPTypes: the HTTP part types Hummingbird's channel speaks, for the request-deadline handler.
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.20.0"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.10.0"),
+        // The shared store: several servers on one PostgreSQL database.
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
+        // TLS settings for PostgreSQL connections (sslmode).
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.25.0"),
     ],
     targets: [
         // Debian's liblua5.4 plus the C that Swift cannot be: macro wrappers, the allocator, the count hook,
@@ -37,11 +41,13 @@ let package = Package(
             name: "WebhookVerification",
             dependencies: ["COpenSSL"]
         ),
-        // Durable state: key-value storage (and the inbox), on SQLite by default.
+        // Durable state: the inbox and key-value storage, on SQLite (embedded default) or PostgreSQL (shared).
         .target(
             name: "MoonhookStore",
             dependencies: [
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -106,8 +112,13 @@ let package = Package(
         ),
         .testTarget(name: "LuaRuntimeTests", dependencies: ["LuaRuntime"]),
         // Signs test requests with the senders' own libraries (scripts/sign.py).
-        .target(name: "MoonhookTestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "MoonhookStoreTests", dependencies: ["MoonhookStore"]),
+        // and reaches the PostgreSQL cluster `make test` starts.
+        .target(
+            name: "MoonhookTestSupport",
+            dependencies: [.product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log")],
+            path: "Tests/TestSupport"
+        ),
+        .testTarget(name: "MoonhookStoreTests", dependencies: ["MoonhookStore", "MoonhookTestSupport"]),
         .testTarget(name: "WebhookVerificationTests", dependencies: ["WebhookVerification", "MoonhookTestSupport"]),
         .testTarget(
             name: "MoonhookTests",

@@ -77,5 +77,5 @@ public struct StoreClock: Sendable {
     public func now() -> Date { read() }
 
     /// Now in Unix milliseconds, as the engines store times.
-    func milliseconds() -> Int64 { Int64((read().timeIntervalSince1970 * 1000).rounded()) }
+    public func milliseconds() -> Int64 { Int64((read().timeIntervalSince1970 * 1000).rounded()) }
 }

@@ -15,6 +15,7 @@ public enum StoreLocation: Sendable, Equatable {
             guard !path.isEmpty else { throw StoreError(.configuration, "sqlite: needs a file path, e.g. sqlite:data/moonhook.sqlite") }
             self = .sqlite(path: path)
         } else if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
+            _ = try PostgresURL(text)
             self = .postgres(url: text)
         } else {
             throw StoreError(.configuration, "must be sqlite:PATH or postgres://..., got '\(text)'")
@@ -26,8 +27,8 @@ public enum StoreLocation: Sendable, Equatable {
         switch self {
         case .sqlite(let path):
             return try await SQLiteStore.open(path: path, logger: logger, options: options)
-        case .postgres:
-            throw StoreError(.configuration, "PostgreSQL storage is not available yet; use sqlite:PATH")
+        case .postgres(let url):
+            return try await PostgresStore.open(url: url, logger: logger, options: options)
         }
     }
 }

@@ -216,4 +216,31 @@ struct InboxTests {
         #expect(try await store.purge(DeliveryFilter(until: start.addingTimeInterval(3600)), onlyFinished: true) == 0, "pending deliveries purged as finished")
         await made.remove()
     }
+    /// Processes sharing the database claim at the same time: every due pair goes to exactly one.
+    @Test(arguments: StoreEngine.all) func concurrentClaimersGetDisjointPairs(engine: StoreEngine) async throws {
+        let made = try await engine.make()
+        let second = try await made.another()
+        for index in 0..<100 {
+            _ = try await made.store.append(Self.delivery("d\(index)"), retention: Self.week, claimed: false, lease: .seconds(30))
+        }
+        let stores: [any Store] = [made.store, second]
+        let claimed = try await withThrowingTaskGroup(of: [PairLease].self) { group in
+            for store in stores {
+                group.addTask {
+                    var mine: [PairLease] = []
+                    while true {
+                        let pairs = try await store.claim(candidates: 7, lease: .seconds(30)) { $0 }
+                        if pairs.isEmpty { return mine }
+                        mine += pairs.map(\.lease)
+                    }
+                }
+            }
+            return try await group.reduce(into: [[PairLease]]()) { $0.append($1) }
+        }
+        let all = claimed.flatMap { $0 }
+        #expect(all.count == 200, "\(claimed.map(\.count))")
+        #expect(Set(all).count == all.count, "a pair was claimed twice")
+        await second.close()
+        await made.remove()
+    }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MoonhookStore
+import MoonhookTestSupport
 import Synchronization
 import Testing
 
@@ -8,8 +9,11 @@ import Testing
 /// `@Test(arguments: StoreEngine.all)`.
 enum StoreEngine: String, Sendable, CustomTestStringConvertible {
     case sqlite
+    case postgres
 
-    static let all: [StoreEngine] = [.sqlite]
+    /// SQLite always; PostgreSQL when `make test` started a cluster, and always under CI, where a
+    /// missing cluster fails the PostgreSQL cases instead of leaving them out.
+    static let all: [StoreEngine] = TestPostgres.enabled ? [.sqlite, .postgres] : [.sqlite]
 
     var testDescription: String { rawValue }
 
@@ -21,6 +25,11 @@ enum StoreEngine: String, Sendable, CustomTestStringConvertible {
             let location = "sqlite:" + folder.appending(path: "nested/moonhook.sqlite").path
             return try await TestStore(location: location, options: StoreOptions(timeout: timeout, clock: clock)) {
                 try? FileManager.default.removeItem(at: folder)
+            }
+        case .postgres:
+            let location = try await TestPostgres.database()
+            return try await TestStore(location: location, options: StoreOptions(timeout: timeout, clock: clock)) {
+                await TestPostgres.drop(location)
             }
         }
     }

@@ -91,8 +91,10 @@ struct SlowSenderTests {
         try #require(RawSenders.allowOpenFiles(2 * (heads + bodies) + 200), "the open-file limit is too low for this test")
         let handlers = try Self.handlers()
         defer { handlers.remove() }
-        let header = Duration.seconds(4)
-        let body = Duration.seconds(5)
+        // Long enough that, on a loaded CI machine, opening 2,000 sockets ends well before the first
+        // of them time out.
+        let header = Duration.seconds(8)
+        let body = Duration.seconds(9)
         let configuration = Self.configuration(handlers) {
             $0.headerTimeout = header
             $0.bodyTimeout = body

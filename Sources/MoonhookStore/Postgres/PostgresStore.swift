@@ -1,0 +1,251 @@
+import Foundation
+import Logging
+import NIOSSL
+import PostgresNIO
+import Synchronization
+
+/// The shared store: one PostgreSQL database that any number of `moonhook serve` processes, on any
+/// number of machines, use at once. Every guarantee of the embedded store holds across them:
+/// appends are committed before the 2xx and deduplicated store-wide, a pair is leased to one
+/// process at a time (`FOR UPDATE SKIP LOCKED`, fenced by its attempt number), and every KV
+/// operation is one atomic statement.
+///
+/// Every call has a deadline (`StoreOptions.timeout`): PostgresNIO waits for a pool connection
+/// without limit and cancelling a task does not stop a statement, so without one a dead database
+/// would hold requests for a minute. The server side is bounded too (`statement_timeout`,
+/// `idle_in_transaction_session_timeout`, `lock_timeout`), so nothing a deadline abandoned keeps
+/// running there.
+public final class PostgresStore: Store {
+    let client: PostgresClient
+    let url: PostgresURL
+    let logger: Logger
+    let clock: StoreClock
+    let timeout: Duration
+    /// The client's run loop. The store owns it rather than its `ServiceGroup`: the CLI and the
+    /// tests use a store outside any group, and migrations need a running client before the
+    /// server's group starts.
+    private let runner: Task<Void, Never>
+    let appends: WriteBatcher<AppendItem, AppendResult>
+    let finishes: WriteBatcher<FinishItem, Bool>
+    private let closed = Atomic(false)
+
+    public var location: String { url.redacted }
+
+    public var writeStatistics: WriteStatistics { appends.statistics }
+
+    private init(client: PostgresClient, url: PostgresURL, logger: Logger, options: StoreOptions, runner: Task<Void, Never>) {
+        self.client = client
+        self.url = url
+        self.logger = logger
+        self.clock = options.clock
+        self.timeout = options.timeout
+        self.runner = runner
+        // Set below, once `self` exists: the batchers' work runs statements through it.
+        let connection = BatchConnection()
+        self.appends = WriteBatcher { items in try await connection.store!.appendBatch(items) }
+        self.finishes = WriteBatcher { items in try await connection.store!.finishBatch(items) }
+        connection.store = self
+    }
+
+    /// Connects to the database `text` names and brings its schema up to date (once, whatever
+    /// number of servers start at the same time).
+    public static func open(url text: String, logger: Logger, options: StoreOptions = StoreOptions()) async throws -> PostgresStore {
+        let url = try PostgresURL(text)
+        var configuration = PostgresClient.Configuration(
+            host: url.host, port: url.port, username: url.user, password: url.password, database: url.database, tls: tls(url.tls))
+        let milliseconds = max(1, options.timeout.totalMilliseconds)
+        configuration.options.connectTimeout = options.timeout
+        configuration.options.maximumConnections = 16
+        configuration.options.additionalStartupParameters = [
+            ("application_name", "moonhook"),
+            ("statement_timeout", "\(milliseconds)"),
+            ("lock_timeout", "\(milliseconds)"),
+            ("idle_in_transaction_session_timeout", "\(milliseconds * 2)"),
+            // Not durable only to measure what durability costs, as on SQLite.
+            ("synchronous_commit", options.durable ? "on" : "off"),
+        ]
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        let runner = Task { await client.run() }
+        let store = PostgresStore(client: client, url: url, logger: logger, options: options, runner: runner)
+        do {
+            try await store.withDeadline("migrating the schema") {
+                try await PostgresMigrations.apply(on: client, logger: logger)
+            }
+        } catch {
+            // Not awaited: a client still trying to connect can take a connect timeout to stop,
+            // and the caller is told at once.
+            store.runner.cancel()
+            let problem = storeError(error)
+            throw StoreError(problem.reason, "cannot open the PostgreSQL store at \(url.redacted): \(problem.message)")
+        }
+        return store
+    }
+
+    private static func tls(_ mode: PostgresURL.TLSMode) -> PostgresClient.Configuration.TLS {
+        var unverified = TLSConfiguration.makeClientConfiguration()
+        unverified.certificateVerification = .none
+        switch mode {
+        case .disable: return .disable
+        case .prefer: return .prefer(unverified)
+        case .require: return .require(unverified)
+        case .verifyFull: return .require(.makeClientConfiguration())
+        }
+    }
+
+    public func close() async {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        runner.cancel()
+        await runner.value
+    }
+
+    public func schemaVersion() async throws -> Int {
+        try await withDeadline("reading the schema version") {
+            try await PostgresMigrations.version(on: self.client, logger: self.logger)
+        }
+    }
+
+    /// A write that changes nothing: it fails while the database is down, unreachable, read-only
+    /// (a standby) or out of connections.
+    public func writeProblem() async -> String? {
+        do {
+            try await run("checking the store", "UPDATE kv SET value = value WHERE false")
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    /// Now in Unix milliseconds, by the store's clock.
+    func now() -> Int64 { clock.milliseconds() }
+
+    /// Runs `query` and collects its rows within the deadline. Rows are collected here because
+    /// PostgresNIO raises a statement's errors while its rows are read.
+    @discardableResult
+    func run(_ what: String, _ query: PostgresQuery) async throws -> [PostgresRow] {
+        try await withDeadline(what) {
+            try await self.client.query(query, logger: self.logger).collect()
+        }
+    }
+
+    /// Runs `body` in one transaction within the deadline.
+    func transaction<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await withDeadline(what) {
+            try await self.client.withTransaction(logger: self.logger) { connection in
+                try await body(connection)
+            }
+        }
+    }
+
+    /// `body`'s result, or `StoreError(.unavailable)` once the store timeout has passed. The call
+    /// is abandoned then, not awaited: neither a pool wait nor a sent statement can be cancelled
+    /// (the server's own timeouts end the statement).
+    func withDeadline<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let timeout = timeout
+        let race = DeadlineRace<T>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                race.start(continuation)
+                let timer = Task {
+                    try? await Task.sleep(for: timeout)
+                    if Task.isCancelled { return }
+                    race.finish(.failure(StoreError(.unavailable, "\(what): PostgreSQL did not answer within \(Self.seconds(timeout))")))
+                }
+                race.work(
+                    Task {
+                        do {
+                            race.finish(.success(try await body()))
+                        } catch {
+                            race.finish(.failure(Self.storeError(error)))
+                        }
+                        timer.cancel()
+                    })
+            }
+        } onCancel: {
+            race.cancel()
+        }
+    }
+
+    static func seconds(_ duration: Duration) -> String {
+        let milliseconds = duration.totalMilliseconds
+        return milliseconds % 1000 == 0 ? "\(milliseconds / 1000)s" : "\(milliseconds)ms"
+    }
+
+    /// A PostgresNIO error as a store error, by its reason: the database unreachable or gone is
+    /// `.unavailable` (an append answers 503), a refused statement `.database`.
+    static func storeError(_ error: any Error) -> StoreError {
+        switch error {
+        case let error as StoreError:
+            return error
+        case let error as PostgresTransactionError:
+            if let inner = error.closureError ?? error.beginError ?? error.commitError { return storeError(inner) }
+            return StoreError(.database, "database error: a transaction failed")
+        case let error as PSQLError:
+            return storeError(error)
+        case is CancellationError:
+            return StoreError(.unavailable, "the store call was cancelled")
+        default:
+            // The pool's own errors (shut down, circuit breaker open) are not PSQLErrors.
+            return StoreError(.unavailable, "database unavailable: \(oneLine(String(describing: error)))")
+        }
+    }
+
+    private static func storeError(_ error: PSQLError) -> StoreError {
+        guard error.code == .server, let state = error.serverInfo?[.sqlState] else {
+            let cause = error.underlying.map { oneLine(String(describing: $0)) } ?? "\(error.code)"
+            return StoreError(.unavailable, "database unavailable: \(cause)")
+        }
+        let message = oneLine(error.serverInfo?[.message] ?? "error \(state)")
+        switch state {
+        case "57014": return StoreError(.unavailable, "database error: the statement timed out (\(message))")
+        case "55P03": return StoreError(.busy, "database error: \(message)")
+        case "53300", "57P01", "57P02", "57P03": return StoreError(.unavailable, "database unavailable: \(message)")
+        case _ where state.hasPrefix("08"): return StoreError(.unavailable, "database unavailable: \(message)")
+        case _ where state.hasPrefix("28") || state == "3D000": return StoreError(.configuration, "database refused the connection: \(message)")
+        case "23502": return StoreError(.notAnInteger, message)
+        default: return StoreError(.database, "database error: \(message)")
+        }
+    }
+
+    static func oneLine(_ text: String) -> String {
+        text.split(whereSeparator: \.isNewline).joined(separator: " ")
+    }
+}
+
+/// A call racing its deadline: whichever ends first resumes the caller, once.
+private final class DeadlineRace<T: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<T, Error>?, work: Task<Void, Never>?, done: Bool)>((nil, nil, false))
+
+    /// A race cancelled before it started resumes at once.
+    func start(_ continuation: CheckedContinuation<T, Error>) {
+        let cancelled = state.withLock { state -> Bool in
+            if state.done { return true }
+            state.continuation = continuation
+            return false
+        }
+        if cancelled { continuation.resume(throwing: CancellationError()) }
+    }
+
+    func work(_ task: Task<Void, Never>) {
+        state.withLock { $0.work = task }
+    }
+
+    func finish(_ result: Result<T, Error>) {
+        let continuation = state.withLock { state -> CheckedContinuation<T, Error>? in
+            defer { state.continuation = nil; state.done = true }
+            return state.continuation
+        }
+        continuation?.resume(with: result)
+    }
+
+    func cancel() {
+        let work = state.withLock { $0.work }
+        work?.cancel()
+        finish(.failure(CancellationError()))
+    }
+}
+
+/// Lets the batchers, made before the store exists, reach it.
+private final class BatchConnection: @unchecked Sendable {
+    // Set once in `PostgresStore.init`, before either batcher can run: read-only afterwards.
+    var store: PostgresStore?
+}

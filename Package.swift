@@ -115,7 +115,7 @@ let package = Package(
         // and reaches the PostgreSQL cluster `make test` starts.
         .target(
             name: "MoonhookTestSupport",
-            dependencies: [.product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MoonhookStore", .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "MoonhookStoreTests", dependencies: ["MoonhookStore", "MoonhookTestSupport"]),

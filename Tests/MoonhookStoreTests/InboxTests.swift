@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MoonhookStore
+import MoonhookTestSupport
 import Testing
 
 @Suite("The inbox")

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MoonhookStore
+import MoonhookTestSupport
 import Testing
 
 /// Where key-value tests run: every store engine, and the in-memory store of `moonhook test`.

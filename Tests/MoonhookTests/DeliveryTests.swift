@@ -5,15 +5,18 @@ import Hummingbird
 import HummingbirdTesting
 import Moonhook
 import MoonhookStore
+import MoonhookTestSupport
 import NIOCore
 import Testing
 
 /// Durable delivery through the production `buildApplication`: deduplication, retries, dead
-/// letters, replay, concurrency limits, leases of a dead process, synchronous answers.
+/// letters, replay, concurrency limits, leases of a dead process, synchronous answers; on every
+/// store engine.
 @Suite("Durable delivery")
 struct DeliveryTests {
-    static func configuration(_ handlers: TestHandlers) -> ServerConfiguration {
+    static func configuration(_ handlers: TestHandlers, _ engine: StoreEngine = .sqlite) async throws -> ServerConfiguration {
         var configuration = Server.configuration(handlers)
+        configuration.store = try await engine.location(in: handlers.folder)
         configuration.deliveries.pollInterval = .milliseconds(50)
         configuration.deliveries.lease = .seconds(3)
         configuration.adminToken = "admin-token"
@@ -42,13 +45,14 @@ struct DeliveryTests {
         return answer
     }
 
-    @Test func duplicatesAreAnsweredButNotRunAgain() async throws {
+    @Test(arguments: StoreEngine.all) func duplicatesAreAnsweredButNotRunAgain(engine: StoreEngine) async throws {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }
         try handlers.write("s/source.yaml", "scheme: none\nid: /id\n")
         try handlers.write("s/ping.lua", "return function(e) log.info('ran', {id = e.id}) end")
         let records = LogRecords()
-        let app = try await buildApplication(configuration: Self.configuration(handlers), environment: [:], logger: records.logger())
+        let configuration = try await Self.configuration(handlers, engine)
+        let app = try await buildApplication(configuration: configuration, environment: [:], logger: records.logger())
         try await app.test(.live) { client in
             #expect(try await Self.post(client, "s", #"{"type":"ping","id":"d-1"}"#).status == .accepted)
             #expect(await Server.eventually { records.all.contains { $0.message == "ran" } })
@@ -65,7 +69,7 @@ struct DeliveryTests {
 
     /// A failing handler is retried with `event.attempt` counting up, dead-lettered after its last
     /// retry, shown with every attempt over the admin API, and run again by a replay.
-    @Test func failuresAreRetriedThenDeadLetteredThenReplayed() async throws {
+    @Test(arguments: StoreEngine.all) func failuresAreRetriedThenDeadLetteredThenReplayed(engine: StoreEngine) async throws {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }
         try handlers.write("s/source.yaml", "scheme: none\nid: /id\n")
@@ -78,7 +82,8 @@ struct DeliveryTests {
             end }
             """)
         let records = LogRecords()
-        let app = try await buildApplication(configuration: Self.configuration(handlers), environment: [:], logger: records.logger())
+        let configuration = try await Self.configuration(handlers, engine)
+        let app = try await buildApplication(configuration: configuration, environment: [:], logger: records.logger())
         try await app.test(.live) { client in
             #expect(try await Self.post(client, "s", #"{"type":"flaky","id":"f-1"}"#).status == .accepted)
             #expect(await Server.eventually { records.all.contains { $0.message == "handler failed, dead-lettered" } })
@@ -115,7 +120,7 @@ struct DeliveryTests {
 
     /// `concurrency = 1` on a handler holds it to one invocation at a time, while another handler
     /// of the same source keeps running.
-    @Test func aHandlersConcurrencyLimitHolds() async throws {
+    @Test(arguments: StoreEngine.all) func aHandlersConcurrencyLimitHolds(engine: StoreEngine) async throws {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }
         try handlers.write("s/source.yaml", "scheme: none\n")
@@ -132,7 +137,8 @@ struct DeliveryTests {
             """)
         try handlers.write("s/fast.lua", "return function(e) kv.incr('fast') end")
         let records = LogRecords()
-        let app = try await buildApplication(configuration: Self.configuration(handlers), environment: [:], logger: records.logger())
+        let configuration = try await Self.configuration(handlers, engine)
+        let app = try await buildApplication(configuration: configuration, environment: [:], logger: records.logger())
         try await app.test(.live) { client in
             for index in 0..<8 {
                 let slow = try await Self.post(client, "s", #"{"type":"slow","n":\#(index)}"#)
@@ -141,7 +147,7 @@ struct DeliveryTests {
             }
             #expect(await Server.eventually({ records.all.filter { $0.message == "handler succeeded" }.count == 16 }, within: .seconds(10)))
         }
-        let store = try await openStore(handlers.folder.appending(path: "state/moonhook.sqlite").path, logger: LogRecords().logger())
+        let store = try await StoreLocation(configuration.store).open(logger: LogRecords().logger())
         #expect(try await store.get("s", "done") == Array("8".utf8))
         #expect(try await store.get("s", "fast") == Array("8".utf8))
         #expect(try await store.get("s", "most") == Array("1".utf8))
@@ -149,14 +155,13 @@ struct DeliveryTests {
     }
 
     /// Pairs a dead process had claimed run again once their lease runs out, as the next attempt.
-    @Test func pairsOfADeadProcessRunAfterRestart() async throws {
+    @Test(arguments: StoreEngine.all) func pairsOfADeadProcessRunAfterRestart(engine: StoreEngine) async throws {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }
         try handlers.write("s/source.yaml", "scheme: none\n")
         try handlers.write("s/ping.lua", "return function(e) log.info('ran', {attempt = e.attempt}) end")
-        let configuration = Self.configuration(handlers)
-        let path = handlers.folder.appending(path: "state/moonhook.sqlite").path
-        let earlier = try await openStore(path, logger: LogRecords().logger())
+        let configuration = try await Self.configuration(handlers, engine)
+        let earlier = try await StoreLocation(configuration.store).open(logger: LogRecords().logger())
         let delivery = InboxDelivery(source: "s", id: "x", type: "ping", receivedAt: Date(), headers: [:], body: Array(#"{"type":"ping"}"#.utf8), handlers: ["s/ping.lua"])
         _ = try await earlier.append(delivery, retention: .seconds(60), claimed: true, lease: .milliseconds(200))
         await earlier.close()
@@ -170,7 +175,7 @@ struct DeliveryTests {
 
     /// `respond: sync`: the handler's return value is the answer (Slack's url_verification, a
     /// GET hub.challenge handshake); a failure answers 500 and a resend runs again.
-    @Test func synchronousSourcesAnswerWithTheHandler() async throws {
+    @Test(arguments: StoreEngine.all) func synchronousSourcesAnswerWithTheHandler(engine: StoreEngine) async throws {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }
         try handlers.write("slack/source.yaml", "scheme: none\nrespond: sync\nhandler_secrets: [VERIFY_TOKEN]\n")
@@ -192,7 +197,8 @@ struct DeliveryTests {
             end
             """)
         let records = LogRecords()
-        let app = try await buildApplication(configuration: Self.configuration(handlers), environment: ["VERIFY_TOKEN": "vt"], logger: records.logger())
+        let configuration = try await Self.configuration(handlers, engine)
+        let app = try await buildApplication(configuration: configuration, environment: ["VERIFY_TOKEN": "vt"], logger: records.logger())
         try await app.test(.live) { client in
             let challenge = try await Self.post(client, "slack", #"{"type":"url_verification","challenge":"3eZbrw1aBm"}"#)
             #expect(challenge.status == .ok)
@@ -228,7 +234,7 @@ struct DeliveryTests {
     /// handler with `concurrency = 1` waits for the first to finish; a handler whose source's only
     /// slot stays taken past its timeout answers 503 with `Retry-After`, runs nothing, and its
     /// resend once the slot is free runs (the delivery id was released).
-    @Test func synchronousDeliveriesWaitForASlotThenAnswer503() async throws {
+    @Test(arguments: StoreEngine.all) func synchronousDeliveriesWaitForASlotThenAnswer503(engine: StoreEngine) async throws {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }
         try handlers.write("one/source.yaml", "scheme: none\nrespond: sync\nid: /id\n")
@@ -244,7 +250,8 @@ struct DeliveryTests {
         try handlers.write("shared/hold.lua", "return { timeout = 5, handle = function(e) time.sleep(2500) return 'held' end }")
         try handlers.write("shared/quick.lua", "return { timeout = 1, handle = function(e) kv.incr('quick') return 'quick' end }")
         let records = LogRecords()
-        let app = try await buildApplication(configuration: Self.configuration(handlers), environment: [:], logger: records.logger())
+        let configuration = try await Self.configuration(handlers, engine)
+        let app = try await buildApplication(configuration: configuration, environment: [:], logger: records.logger())
         try await app.test(.live) { client in
             let port = try #require(client.port)
             // Separate connections, so that the requests are in the server at the same time.
@@ -288,13 +295,14 @@ struct DeliveryTests {
             let resent = try await send("shared", #"{"type":"quick","id":"q-1"}"#)
             #expect(resent.status == 200 && resent.body == "quick", "the resend after the slot was free: \(resent)")
         }
-        let store = try await openStore(handlers.folder.appending(path: "state/moonhook.sqlite").path, logger: LogRecords().logger())
+        let store = try await StoreLocation(configuration.store).open(logger: LogRecords().logger())
         #expect(try await store.get("shared", "quick") == Array("1".utf8), "the refused delivery ran, or its resend did not")
         await store.close()
     }
 
-    /// A database locked by someone else for longer than the busy timeout (10 s): the sender gets
-    /// 503 with the reason, nothing is accepted, and once the lock is gone deliveries go through.
+    /// An SQLite file locked by someone else for longer than the store timeout (1 s here): the
+    /// sender gets 503 with the reason, nothing is accepted, and once the lock is gone deliveries go
+    /// through.
     @Test func aLockedDatabaseAnswers503() async throws {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }
@@ -302,13 +310,15 @@ struct DeliveryTests {
         try handlers.write("s/ping.lua", "return function(e) log.info('ran', {id = e.id}) end")
         let path = handlers.folder.appending(path: "state/moonhook.sqlite").path
         let records = LogRecords()
-        let app = try await buildApplication(configuration: Self.configuration(handlers), environment: [:], logger: records.logger())
+        var configuration = try await Self.configuration(handlers)
+        configuration.deliveries.storeTimeout = .seconds(1)
+        let app = try await buildApplication(configuration: configuration, environment: [:], logger: records.logger())
         try await app.test(.live) { client in
             #expect(try await Self.post(client, "s", #"{"type":"ping","id":"before"}"#).status == .accepted)
-            // Another process holds an exclusive lock for 13 s.
+            // Another process holds an exclusive lock for 3 s.
             let locker = Process()
             locker.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            locker.arguments = ["-c", "import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],timeout=60,isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\ntime.sleep(13)", path]
+            locker.arguments = ["-c", "import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],timeout=60,isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\ntime.sleep(3)", path]
             let output = Pipe()
             locker.standardOutput = output
             try locker.run()

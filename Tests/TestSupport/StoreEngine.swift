@@ -1,24 +1,32 @@
 import Foundation
 import Logging
 import MoonhookStore
-import MoonhookTestSupport
 import Synchronization
 import Testing
 
 /// The engines the shared suites run against: every store behaviour is tested on each through
 /// `@Test(arguments: StoreEngine.all)`.
-enum StoreEngine: String, Sendable, CustomTestStringConvertible {
+public enum StoreEngine: String, Sendable, CustomTestStringConvertible {
     case sqlite
     case postgres
 
     /// SQLite always; PostgreSQL when `make test` started a cluster, and always under CI, where a
     /// missing cluster fails the PostgreSQL cases instead of leaving them out.
-    static let all: [StoreEngine] = TestPostgres.enabled ? [.sqlite, .postgres] : [.sqlite]
+    public static let all: [StoreEngine] = TestPostgres.enabled ? [.sqlite, .postgres] : [.sqlite]
 
-    var testDescription: String { rawValue }
+    public var testDescription: String { rawValue }
+
+    /// Where a new, empty database of this engine is (a server's `store` setting); `folder` holds
+    /// an SQLite file.
+    public func location(in folder: URL) async throws -> String {
+        switch self {
+        case .sqlite: "sqlite:" + folder.appending(path: "state/moonhook.sqlite").path
+        case .postgres: try await TestPostgres.database()
+        }
+    }
 
     /// A new, empty store of this engine, opened through `StoreLocation` as the server opens it.
-    func make(clock: StoreClock = .system, timeout: Duration = .seconds(5)) async throws -> TestStore {
+    public func make(clock: StoreClock = .system, timeout: Duration = .seconds(5)) async throws -> TestStore {
         switch self {
         case .sqlite:
             let folder = FileManager.default.temporaryDirectory.appending(path: "moonhook-store-\(UUID().uuidString)")
@@ -36,10 +44,10 @@ enum StoreEngine: String, Sendable, CustomTestStringConvertible {
 }
 
 /// A store made for one test, with what it takes to open it again and to remove it.
-struct TestStore: Sendable {
-    let location: String
-    let options: StoreOptions
-    let store: any Store
+public struct TestStore: Sendable {
+    public let location: String
+    public let options: StoreOptions
+    public let store: any Store
     private let cleanup: @Sendable () async -> Void
 
     init(location: String, options: StoreOptions, cleanup: @escaping @Sendable () async -> Void) async throws {
@@ -50,26 +58,28 @@ struct TestStore: Sendable {
     }
 
     /// Another connection to the same database (as another process would have).
-    func another() async throws -> any Store {
+    public func another() async throws -> any Store {
         try await StoreLocation(location).open(logger: Logger(label: "test"), options: options)
     }
 
     /// Closes the store and removes its database.
-    func remove() async {
+    public func remove() async {
         await store.close()
         await cleanup()
     }
 }
 
 /// A clock that tests move by hand, so that leases, TTLs and retention windows run out at once.
-final class TestClock: Sendable {
+public final class TestClock: Sendable {
     private let current = Mutex(Date())
 
-    var clock: StoreClock { StoreClock { self.current.withLock { $0 } } }
+    public init() {}
 
-    func advance(by duration: Duration) {
+    public var clock: StoreClock { StoreClock { self.current.withLock { $0 } } }
+
+    public func advance(by duration: Duration) {
         current.withLock { $0 = $0.addingTimeInterval(Double(duration.totalMilliseconds) / 1000) }
     }
 }
 
-func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+public func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }

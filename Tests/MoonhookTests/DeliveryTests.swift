@@ -284,7 +284,8 @@ struct DeliveryTests {
             #expect(busy.status == 503, "\(busy)")
             #expect(busy.retryAfter == "1")
             #expect(busy.body.contains("no free slot within its 1000 ms timeout"), "\(busy.body)")
-            #expect(answeredAfter >= .milliseconds(950) && answeredAfter < .seconds(2), "503 after \(answeredAfter); the handler's timeout is 1 s")
+            // Late timers on a loaded machine stretch the upper side; the lower one is the timeout.
+            #expect(answeredAfter >= .milliseconds(950) && answeredAfter < .seconds(4), "503 after \(answeredAfter); the handler's timeout is 1 s")
             // Its pair is dropped (dead, with the reason), not left to run once its lease runs out.
             let dead = try await Self.adminUntil(client, "/admin/deliveries?status=dead&source=shared") { ($0["deliveries"] as? [Any])?.count == 1 }
             let seq = try #require((dead["deliveries"] as? [[String: Any]])?.first?["seq"] as? Int)

@@ -50,6 +50,8 @@ public func buildApplication(
         logger.info("source ready", metadata: ["source": "\(name)", "handlers": "\(source.handlers.map(\.path).joined(separator: ","))"])
     }
     directory.start(with: catalog)
+    let readiness = Readiness()
+    readiness.handlersLoaded()
     let sources = directory
     let dispatcher = HandlerDispatcher(
         inbox: store, sources: sources, pool: pool, settings: configuration.deliveries, maxConcurrent: configuration.maxConcurrentInvocations,
@@ -57,6 +59,7 @@ public func buildApplication(
 
     let router = Router()
     router.get("/healthz") { _, _ in "ok\n" }
+    router.get("/readyz") { _, _ in readiness.response() }
     HookController(
         sources: sources, inbox: store, dispatcher: dispatcher, settings: configuration.deliveries, maxBodyBytes: configuration.maxBodyBytes,
         logger: logger
@@ -75,7 +78,10 @@ public func buildApplication(
         configuration: ApplicationConfiguration(
             address: .hostname(configuration.host, port: configuration.port), serverName: "moonhook",
             availableConnectionsDelegate: MaximumAvailableConnections(edge.maxConnections, logger: logger)),
-        services: [store, RuntimeService(pool: pool, store: store, client: client, retention: configuration.deliveries.retention, logger: logger), dispatcher, watcher],
+        services: [
+            store, RuntimeService(pool: pool, store: store, client: client, retention: configuration.deliveries.retention, logger: logger), dispatcher,
+            watcher, ReadinessProbe(readiness: readiness, store: store, interval: .seconds(1), logger: logger),
+        ],
         onServerRunning: { channel in await onServerRunning?(channel.localAddress?.port ?? 0) },
         logger: logger
     )

@@ -106,9 +106,12 @@ public final class PostgresStore: Store {
 
     /// A write that changes nothing: it fails while the database is down, unreachable, read-only
     /// (a standby) or out of connections.
+    /// Answers within two seconds at most, so that readiness follows the database closely.
     public func writeProblem() async -> String? {
         do {
-            try await run("checking the store", "UPDATE kv SET value = value WHERE false")
+            try await withDeadline("checking the store", timeout: min(timeout, .seconds(2))) {
+                try await self.client.query("UPDATE kv SET value = value WHERE false", logger: self.logger).collect()
+            }
             return nil
         } catch {
             return "\(error)"
@@ -137,10 +140,11 @@ public final class PostgresStore: Store {
     }
 
     /// `body`'s result, or `StoreError(.unavailable)` once the store timeout has passed. The call
-    /// is abandoned then, not awaited: neither a pool wait nor a sent statement can be cancelled
-    /// (the server's own timeouts end the statement).
-    func withDeadline<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        let timeout = timeout
+    /// is cancelled then, and not awaited: a call waiting for a pool connection ends there and
+    /// never runs; a statement already sent cannot be recalled, and the server's
+    /// `statement_timeout` (the same timeout) ends it.
+    func withDeadline<T: Sendable>(_ what: String, timeout: Duration? = nil, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let timeout = timeout ?? self.timeout
         let race = DeadlineRace<T>()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
@@ -149,13 +153,25 @@ public final class PostgresStore: Store {
                     try? await Task.sleep(for: timeout)
                     if Task.isCancelled { return }
                     race.finish(.failure(StoreError(.unavailable, "\(what): PostgreSQL did not answer within \(Self.seconds(timeout))")))
+                    // A call still waiting for a connection must not run once the database is back:
+                    // its caller was told it failed (an append answered 503).
+                    race.cancelWork()
                 }
                 race.work(
                     Task {
-                        do {
-                            race.finish(.success(try await body()))
-                        } catch {
-                            race.finish(.failure(Self.storeError(error)))
+                        // A connection the server closed while it sat in the pool (a restart, an
+                        // idle timeout) fails the first statement sent on it, before the statement
+                        // ran: that one is sent again, on another connection.
+                        for attempt in 1...3 {
+                            do {
+                                race.finish(.success(try await body()))
+                                break
+                            } catch let error as PSQLError where error.code == .clientClosedConnection && attempt < 3 && !Task.isCancelled {
+                                continue
+                            } catch {
+                                race.finish(.failure(Self.storeError(error)))
+                                break
+                            }
                         }
                         timer.cancel()
                     })
@@ -238,9 +254,13 @@ private final class DeadlineRace<T: Sendable>: Sendable {
     }
 
     func cancel() {
+        cancelWork()
+        finish(.failure(CancellationError()))
+    }
+
+    func cancelWork() {
         let work = state.withLock { $0.work }
         work?.cancel()
-        finish(.failure(CancellationError()))
     }
 }
 

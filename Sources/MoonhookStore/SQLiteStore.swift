@@ -99,6 +99,9 @@ public final class SQLiteStore: Store {
         try? await writerLoop.shutdownGracefully()
     }
 
+    /// None: processes sharing the file find each other's work by polling.
+    public var wakeups: AsyncStream<Void> { AsyncStream { _ in } }
+
     public var writeStatistics: WriteStatistics {
         let statistics = writer.statistics
         return WriteStatistics(batches: statistics.batches, writes: statistics.jobs, largestBatch: statistics.largestBatch, busy: statistics.busy)

@@ -129,6 +129,9 @@ public final class HandlerDispatcher: Service, Sendable {
         await withTaskGroup(of: Void.self) { background in
             background.addTask { await self.tick() }
             background.addTask { await self.renewLeases() }
+            background.addTask {
+                for await _ in self.inbox.wakeups { self.wake() }
+            }
             await withGracefulShutdownHandler {
                 await withDiscardingTaskGroup { group in
                     for await signal in stream {

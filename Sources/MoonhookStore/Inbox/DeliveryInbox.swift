@@ -41,6 +41,10 @@ public protocol DeliveryInbox: Sendable {
     func purge(_ filter: DeliveryFilter, onlyFinished: Bool) async throws -> Int
     /// Pairs per state, and per source the oldest delivery with a pair waiting to run.
     func pairCounts() async throws -> PairCounts
+    /// Yields when another process may have made work due (stored a delivery it did not claim,
+    /// replayed one), so that a dispatcher claims at once rather than at its next poll. An engine
+    /// with no such signal yields nothing: polling finds the work.
+    var wakeups: AsyncStream<Void> { get }
 }
 
 /// A verified delivery as stored.

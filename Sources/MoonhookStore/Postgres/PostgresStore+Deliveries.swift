@@ -93,6 +93,12 @@ extension PostgresStore {
     }
 
     public func replay(_ selection: ReplaySelection) async throws -> Int {
+        let replayed = try await replayPairs(selection)
+        if replayed > 0 { notifyDue() }
+        return replayed
+    }
+
+    private func replayPairs(_ selection: ReplaySelection) async throws -> Int {
         let now = now()
         switch selection {
         case .delivery(let seq):

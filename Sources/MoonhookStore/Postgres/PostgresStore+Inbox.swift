@@ -25,6 +25,9 @@ extension PostgresStore {
     /// made distinct first). Only items that stored nothing are looked at one by one.
     func appendBatch(_ items: [AppendItem]) async throws -> [AppendResult] {
         let stored = try await insert(items, on: nil)
+        if items.contains(where: { $0.claimedUntil == nil && stored[DeliveryKey(source: $0.delivery.source, id: $0.delivery.id)] != nil }) {
+            notifyDue()
+        }
         var results: [AppendResult] = []
         for item in items {
             let key = DeliveryKey(source: item.delivery.source, id: item.delivery.id)
@@ -293,5 +296,6 @@ extension PostgresStore {
                 "DELETE FROM pairs WHERE delivery = \(pair.delivery.seq) AND kind = 'replay' AND status = 'running' AND attempts = \(Int64(pair.attempt))",
                 logger: self.logger)
         }
+        if !handlers.isEmpty { notifyDue() }
     }
 }

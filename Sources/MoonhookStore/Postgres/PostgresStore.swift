@@ -27,14 +27,18 @@ public final class PostgresStore: Store {
     private let runner: Task<Void, Never>
     let appends: WriteBatcher<AppendItem, AppendResult>
     let finishes: WriteBatcher<FinishItem, Bool>
+    let wakeupChannel: PostgresWakeups
     private let closed = Atomic(false)
 
     public var location: String { url.redacted }
 
+    public var wakeups: AsyncStream<Void> { wakeupChannel.stream }
+
     public var writeStatistics: WriteStatistics { appends.statistics }
 
-    private init(client: PostgresClient, url: PostgresURL, logger: Logger, options: StoreOptions, runner: Task<Void, Never>) {
+    private init(client: PostgresClient, url: PostgresURL, logger: Logger, options: StoreOptions, wakeups: PostgresWakeups, runner: Task<Void, Never>) {
         self.client = client
+        self.wakeupChannel = wakeups
         self.url = url
         self.logger = logger
         self.clock = options.clock
@@ -65,8 +69,14 @@ public final class PostgresStore: Store {
             ("synchronous_commit", options.durable ? "on" : "off"),
         ]
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        let runner = Task { await client.run() }
-        let store = PostgresStore(client: client, url: url, logger: logger, options: options, runner: runner)
+        let wakeups = PostgresWakeups(url: url, tls: try listenerTLS(url.tls), logger: logger)
+        let runner = Task {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await client.run() }
+                group.addTask { await wakeups.listen() }
+            }
+        }
+        let store = PostgresStore(client: client, url: url, logger: logger, options: options, wakeups: wakeups, runner: runner)
         do {
             try await store.withDeadline("migrating the schema") {
                 try await PostgresMigrations.apply(on: client, logger: logger)
@@ -81,14 +91,37 @@ public final class PostgresStore: Store {
         return store
     }
 
+    private static func tlsConfiguration(_ mode: PostgresURL.TLSMode) -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        // libpq's prefer and require encrypt without checking the certificate; verify-full checks it.
+        if mode != .verifyFull { configuration.certificateVerification = .none }
+        return configuration
+    }
+
     private static func tls(_ mode: PostgresURL.TLSMode) -> PostgresClient.Configuration.TLS {
-        var unverified = TLSConfiguration.makeClientConfiguration()
-        unverified.certificateVerification = .none
         switch mode {
-        case .disable: return .disable
-        case .prefer: return .prefer(unverified)
-        case .require: return .require(unverified)
-        case .verifyFull: return .require(.makeClientConfiguration())
+        case .disable: .disable
+        case .prefer: .prefer(tlsConfiguration(mode))
+        case .require, .verifyFull: .require(tlsConfiguration(mode))
+        }
+    }
+
+    /// The same for the wake-up listener's own connection, which takes a ready TLS context.
+    private static func listenerTLS(_ mode: PostgresURL.TLSMode) throws(StoreError) -> PostgresConnection.Configuration.TLS {
+        if mode == .disable { return .disable }
+        let context: NIOSSLContext
+        do {
+            context = try NIOSSLContext(configuration: tlsConfiguration(mode))
+        } catch {
+            throw StoreError(.configuration, "cannot set up TLS for PostgreSQL: \(error)")
+        }
+        return mode == .prefer ? .prefer(context) : .require(context)
+    }
+
+    /// Tells every instance that work is due (debounced); see `PostgresWakeups`.
+    func notifyDue() {
+        wakeupChannel.notify {
+            _ = try? await self.run("notifying other instances", "SELECT pg_notify(\(PostgresWakeups.channel), '')")
         }
     }
 

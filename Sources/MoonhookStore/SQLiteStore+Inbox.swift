@@ -134,12 +134,24 @@ extension SQLiteStore {
                 WHERE position <= ?2 ORDER BY due, delivery LIMIT ?3
                 """,
                 [.integer(now), .integer(candidates), .integer(candidates * 4)])
-            let offered = rows.compactMap { row -> PairCandidate? in
+            var offered = rows.compactMap { row -> PairCandidate? in
                 guard let delivery = row.column("delivery")?.integer, let source = row.column("source")?.string,
                     let handler = row.column("handler")?.string
                 else { return nil }
                 let kind = row.column("kind")?.string.flatMap(PairKind.init(rawValue:)) ?? .handler
                 return PairCandidate(delivery: Int64(delivery), source: source, handler: handler, kind: kind, abandoned: row.column("abandoned")?.integer == 1)
+            }
+            if !offered.isEmpty {
+                let running = try await connection.query(
+                    "SELECT source, handler, count(*) AS n FROM pairs WHERE status = 'running' AND lease_until > ?1 GROUP BY source, handler",
+                    [.integer(now)])
+                var counts = RunningCounts()
+                for row in running {
+                    if let source = row.column("source")?.string, let handler = row.column("handler")?.string, let count = row.column("n")?.integer {
+                        counts.add(source: source, handler: handler, count: count)
+                    }
+                }
+                counts.annotate(&offered)
             }
             let chosen = offered.isEmpty ? [] : choose(offered)
             if chosen.isEmpty { return [] }

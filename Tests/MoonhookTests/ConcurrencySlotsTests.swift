@@ -49,4 +49,21 @@ struct ConcurrencySlotsTests {
         let late = slots.abandon(gone)
         #expect(late == nil)
     }
+
+    /// Pairs running in other processes sharing the store count against a source's and a
+    /// handler's limits, not against the server's own.
+    @Test func whatRunsElsewhereCountsAgainstSourceAndHandlerLimits() {
+        var slots = Slots(maxConcurrent: 4)
+        let limited = Slots.Limits(source: 3, handler: 1)
+        let taken = [
+            slots.take(source: "a", handler: "a/x.lua", limits: limited, elsewhere: .init(source: 0, handler: 1)),  // the handler's one slot is taken elsewhere
+            slots.take(source: "a", handler: "a/y.lua", limits: limited, elsewhere: .init(source: 3, handler: 0)),  // the source's three are taken elsewhere
+            slots.take(source: "a", handler: "a/y.lua", limits: limited, elsewhere: .init(source: 2, handler: 0)),
+            slots.take(source: "a", handler: "a/z.lua", limits: limited, elsewhere: .init(source: 2, handler: 0)),  // two elsewhere, one here: three
+            slots.take(source: "b", handler: "b/w.lua", limits: Slots.Limits(), elsewhere: .init(source: 50, handler: 50)),  // no limits
+        ]
+        #expect(taken == [false, false, true, false, true])
+        let held = slots.held(source: "a", handler: "a/y.lua")
+        #expect(held.source == 1 && held.handler == 1)
+    }
 }

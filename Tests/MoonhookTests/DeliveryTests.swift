@@ -15,8 +15,14 @@ import Testing
 @Suite("Durable delivery")
 struct DeliveryTests {
     static func configuration(_ handlers: TestHandlers, _ engine: StoreEngine = .sqlite) async throws -> ServerConfiguration {
-        var configuration = Server.configuration(handlers)
+        var configuration = configurationWithoutStore(handlers)
         configuration.store = try await engine.location(in: handlers.folder)
+        return configuration
+    }
+
+    /// Short poll and lease, the admin token; the store as `Server.configuration` sets it.
+    static func configurationWithoutStore(_ handlers: TestHandlers) -> ServerConfiguration {
+        var configuration = Server.configuration(handlers)
         configuration.deliveries.pollInterval = .milliseconds(50)
         configuration.deliveries.lease = .seconds(3)
         configuration.adminToken = "admin-token"

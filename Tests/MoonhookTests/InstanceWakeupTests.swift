@@ -49,3 +49,49 @@ struct InstanceWakeupTests {
         await TestPostgres.drop(configuration.store)
     }
 }
+
+/// A handler's `concurrency` holds across instances sharing a PostgreSQL database.
+@Suite("Limits across instances")
+struct InstanceLimitTests {
+    @Test(.enabled(if: TestPostgres.enabled)) func aHandlersConcurrencyHoldsAcrossInstances() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("s/source.yaml", "scheme: none\n")
+        try handlers.write(
+            "s/slow.lua",
+            """
+            return { concurrency = 1, handle = function(e)
+              local now = kv.incr('active')
+              if now > (kv.get('most') or 0) then kv.set('most', now) end
+              time.sleep(100)
+              kv.incr('active', -1)
+              kv.incr('done')
+            end }
+            """)
+        var configuration = DeliveryTests.configurationWithoutStore(handlers)
+        configuration.store = try await TestPostgres.database()
+        configuration.deliveries.pollInterval = .milliseconds(100)
+        let first = LogRecords()
+        let second = LogRecords()
+        let one = try await buildApplication(configuration: configuration, environment: [:], logger: first.logger())
+        let two = try await buildApplication(configuration: configuration, environment: [:], logger: second.logger())
+        try await one.test(.live) { a in
+            try await two.test(.live) { (b: any TestClientProtocol) async throws in
+                for index in 0..<5 {
+                    #expect(try await DeliveryTests.post(a, "s", #"{"type":"slow","n":\#(index)}"#).status == .accepted)
+                    #expect(try await DeliveryTests.post(b, "s", #"{"type":"slow","n":\#(index + 5)}"#).status == .accepted)
+                }
+                #expect(await Server.eventually({
+                    (first.all + second.all).filter { $0.message == "handler succeeded" }.count == 10
+                }, within: .seconds(20)))
+            }
+        }
+        let ran = (first.all.filter { $0.message == "handler succeeded" }.count, second.all.filter { $0.message == "handler succeeded" }.count)
+        print("handled by each instance: \(ran)")
+        let store = try await StoreLocation(configuration.store).open(logger: LogRecords().logger())
+        #expect(try await store.get("s", "done") == Array("10".utf8))
+        #expect(try await store.get("s", "most") == Array("1".utf8), "more than one invocation at once across the two instances")
+        await store.close()
+        await TestPostgres.drop(configuration.store)
+    }
+}

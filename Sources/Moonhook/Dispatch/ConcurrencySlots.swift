@@ -34,12 +34,24 @@ struct ConcurrencySlots<Ticket> {
 
     var free: Int { maxConcurrent - taken }
 
+    /// Invocations of a source and of a handler running in other processes sharing the store:
+    /// they count against the source's and the handler's limits too.
+    struct Elsewhere: Sendable, Equatable {
+        var source = 0
+        var handler = 0
+    }
+
+    /// Slots held here for `source` and for `handler`.
+    func held(source: String, handler: String) -> (source: Int, handler: Int) {
+        (perSource[source, default: 0], perHandler[handler, default: 0])
+    }
+
     /// Takes a slot for `handler` of `source` if the server's, the source's and the handler's
-    /// limits allow it now.
-    mutating func take(source: String, handler: String, limits: Limits) -> Bool {
+    /// limits allow it now, counting what runs `elsewhere` against the last two.
+    mutating func take(source: String, handler: String, limits: Limits, elsewhere: Elsewhere = Elsewhere()) -> Bool {
         guard taken < maxConcurrent else { return false }
-        if let limit = limits.source, perSource[source, default: 0] >= limit { return false }
-        if let limit = limits.handler, perHandler[handler, default: 0] >= limit { return false }
+        if let limit = limits.source, perSource[source, default: 0] + elsewhere.source >= limit { return false }
+        if let limit = limits.handler, perHandler[handler, default: 0] + elsewhere.handler >= limit { return false }
         perSource[source, default: 0] += 1
         perHandler[handler, default: 0] += 1
         taken += 1

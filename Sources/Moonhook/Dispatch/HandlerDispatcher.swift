@@ -88,8 +88,12 @@ public final class HandlerDispatcher: Service, Sendable {
     /// all fit within the limits now; the caller then stores it claimed and calls `start`, or gives
     /// the slots back with `cancel`. Takes the source and handlers the receiver resolved, so that
     /// a request costs no catalog lookup here.
+    ///
+    /// A source or handler with a `concurrency` limit is never reserved this way: its limit holds
+    /// across every process sharing the store, which only a claim can count.
     public func reserve(source: Source, handlers: [LoadedHandler]) -> Bool {
-        state.withLock { state in
+        if source.configuration.concurrency != nil || handlers.contains(where: { $0.options.concurrency != nil }) { return false }
+        return state.withLock { state in
             var trial = state.slots
             for handler in handlers {
                 guard trial.take(source: source.name, handler: handler.path, limits: Self.limits(source, handler)) else { return false }
@@ -229,7 +233,13 @@ public final class HandlerDispatcher: Service, Sendable {
                 if state.running[Key(delivery: candidate.delivery, handler: candidate.handler)] != nil { continue }
                 let source = catalog.sources[candidate.source]
                 let limits = Self.limits(source, source?.handler(at: candidate.handler))
-                if state.slots.take(source: candidate.source, handler: candidate.handler, limits: limits) { chosen.append(candidate) }
+                // The store counts this process's running pairs too: only the rest run elsewhere.
+                let here = state.slots.held(source: candidate.source, handler: candidate.handler)
+                let elsewhere = ConcurrencySlots<CheckedContinuation<Bool, Never>>.Elsewhere(
+                    source: max(0, candidate.sourceRunning - here.source), handler: max(0, candidate.handlerRunning - here.handler))
+                if state.slots.take(source: candidate.source, handler: candidate.handler, limits: limits, elsewhere: elsewhere) {
+                    chosen.append(candidate)
+                }
             }
             reservation.chosen.withLock { $0 = chosen }
             return (chosen, granted)

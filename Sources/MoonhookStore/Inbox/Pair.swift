@@ -23,13 +23,23 @@ public struct PairCandidate: Sendable, Equatable {
     public var kind: PairKind
     /// Its last attempt was left running by a process that ended (its lease ran out).
     public var abandoned: Bool
+    /// Pairs of its source running now, in every process sharing the store (live leases), so that
+    /// a source's `concurrency` holds store-wide.
+    public var sourceRunning: Int
+    /// Pairs of its handler running now, in every process sharing the store.
+    public var handlerRunning: Int
 
-    public init(delivery: Int64, source: String, handler: String, kind: PairKind = .handler, abandoned: Bool = false) {
+    public init(
+        delivery: Int64, source: String, handler: String, kind: PairKind = .handler, abandoned: Bool = false, sourceRunning: Int = 0,
+        handlerRunning: Int = 0
+    ) {
         self.delivery = delivery
         self.source = source
         self.handler = handler
         self.kind = kind
         self.abandoned = abandoned
+        self.sourceRunning = sourceRunning
+        self.handlerRunning = handlerRunning
     }
 }
 

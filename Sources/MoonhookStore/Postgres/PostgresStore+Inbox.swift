@@ -131,6 +131,9 @@ extension PostgresStore {
         let now = now()
         let perHandler = Int64(max(1, candidates))
         return try await transaction("claiming pairs") { connection in
+            // One claim at a time store-wide, so that two processes counting the pairs running
+            // for a limited source or handler cannot both take its last slot.
+            try await connection.query("SELECT pg_advisory_xact_lock(\(PostgresMigrations.lockKey + 2))", logger: self.logger).collect()
             // Oldest first, at most `candidates` per handler (so one handler's backlog cannot crowd
             // the others out), skipping rows another process is claiming right now.
             let rows = try await connection.query(
@@ -158,6 +161,18 @@ extension PostgresStore {
             for row in rows {
                 let (delivery, source, handler, kind, abandoned) = try row.decode((Int64, String, String, String, Bool).self)
                 offered.append(PairCandidate(delivery: delivery, source: source, handler: handler, kind: PairKind(rawValue: kind) ?? .handler, abandoned: abandoned))
+            }
+            if !offered.isEmpty {
+                let running = try await connection.query(
+                    "SELECT source, handler, count(*)::int8 FROM pairs WHERE status = 'running' AND lease_until > \(now) GROUP BY source, handler",
+                    logger: self.logger
+                ).collect()
+                var counts = RunningCounts()
+                for row in running {
+                    let (source, handler, count) = try row.decode((String, String, Int64).self)
+                    counts.add(source: source, handler: handler, count: Int(count))
+                }
+                counts.annotate(&offered)
             }
             let chosen = offered.isEmpty ? [] : choose(offered)
             if chosen.isEmpty { return [] }

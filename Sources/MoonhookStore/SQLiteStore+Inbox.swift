@@ -116,8 +116,8 @@ extension SQLiteStore {
         let clock = clock
         return try await writer.perform { connection in
             let now = Int(clock.milliseconds())
-            // Oldest first, at most `candidates` per handler, so that one handler's backlog cannot
-            // crowd the others out of the candidates.
+            // At most `candidates` per handler, taken in turns (every handler's oldest, then every
+            // handler's second oldest, ...), so that one handler's backlog cannot crowd the others out.
             let rows = try await connection.query(
                 """
                 SELECT delivery, source, handler, kind, abandoned FROM (
@@ -131,7 +131,7 @@ extension SQLiteStore {
                         WHERE status = 'running' AND lease_until <= ?1
                     )
                 )
-                WHERE position <= ?2 ORDER BY due, delivery LIMIT ?3
+                WHERE position <= ?2 ORDER BY position, due, delivery LIMIT ?3
                 """,
                 [.integer(now), .integer(candidates), .integer(candidates * 4)])
             var offered = rows.compactMap { row -> PairCandidate? in

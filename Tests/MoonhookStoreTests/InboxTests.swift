@@ -132,6 +132,30 @@ struct InboxTests {
         await made.remove()
     }
 
+    /// A source with 10,000 pending pairs delays another source's new pair by one claim round at
+    /// most: the first claim after it is stored already takes it.
+    @Test(arguments: StoreEngine.all) func aBigBacklogDelaysAnotherSourceByOneClaimAtMost(engine: StoreEngine) async throws {
+        let made = try await engine.make()
+        let store = made.store
+        for chunk in stride(from: 0, to: 10_000, by: 500) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in chunk..<(chunk + 500) {
+                    group.addTask {
+                        _ = try await store.append(
+                            Self.delivery("big-\(index)", source: "big", handlers: ["big/a.lua"]), retention: Self.week, claimed: false, lease: .seconds(30))
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        _ = try await store.append(Self.delivery("new", source: "small", handlers: ["small/a.lua"]), retention: Self.week, claimed: false, lease: .seconds(30))
+        // A dispatcher with 8 free slots: the first claim takes the small source's pair among them.
+        let claimed = try await store.claim(candidates: 8, lease: .seconds(30)) { Array($0.prefix(8)) }
+        #expect(claimed.contains { $0.delivery.source == "small" }, "\(claimed.map(\.delivery.id))")
+        #expect(try await store.pairCounts().byStatus[.pending] == 10_000 + 1 - claimed.count)
+        await made.remove()
+    }
+
     /// Concurrent appends share batches, and every one of them is stored.
     @Test(arguments: StoreEngine.all) func concurrentAppendsAreGroupCommitted(engine: StoreEngine) async throws {
         let made = try await engine.make()

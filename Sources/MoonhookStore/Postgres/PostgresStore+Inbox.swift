@@ -134,8 +134,9 @@ extension PostgresStore {
             // One claim at a time store-wide, so that two processes counting the pairs running
             // for a limited source or handler cannot both take its last slot.
             try await connection.query("SELECT pg_advisory_xact_lock(\(PostgresMigrations.lockKey + 2))", logger: self.logger).collect()
-            // Oldest first, at most `candidates` per handler (so one handler's backlog cannot crowd
-            // the others out), skipping rows another process is claiming right now.
+            // At most `candidates` per handler, taken in turns (every handler's oldest, then every
+            // handler's second oldest, ...), so that one handler's backlog cannot crowd the others
+            // out; rows another process is claiming right now are skipped.
             let rows = try await connection.query(
                 """
                 SELECT p.delivery, p.source, p.handler, p.kind, p.status = 'running' FROM (
@@ -152,7 +153,7 @@ extension PostgresStore {
                     LIMIT \(perHandler)
                     FOR UPDATE SKIP LOCKED
                 ) p
-                ORDER BY p.due, p.delivery
+                ORDER BY row_number() OVER (PARTITION BY p.handler ORDER BY p.due, p.delivery), p.due, p.delivery
                 LIMIT \(perHandler * 4)
                 """,
                 logger: self.logger

@@ -76,6 +76,11 @@ try: build
 	  $(BIN) run handlers/$$source/$$type.lua --event $$fixture || exit 1; \
 	done
 
+# Suites that run real servers under load, kill them or stop their database, and time what they
+# see: each runs on its own after the others, so that thirty suites sharing two cores do not
+# stretch their timings.
+SYSTEM_SUITES := CrashTests CrashLoopTests SlowSenderTests DatabaseOutageTests InstanceWakeupTests InstanceLimitTests MultiInstanceTests
+
 # Builds, starts a throwaway PostgreSQL cluster on a free loopback port, runs every test against it
 # (and SQLite), and stops the cluster whatever the outcome.
 test: test-deps
@@ -84,7 +89,15 @@ test: test-deps
 	  trap 'scripts/test-postgres.sh stop '"$$pgdir" EXIT; \
 	  url=$$(scripts/test-postgres.sh start $$pgdir) || exit 1; \
 	  echo "PostgreSQL for the tests: $$url"; \
-	  MOONHOOK_TEST_POSTGRES_URL=$$url MOONHOOK_TEST_POSTGRES_DIR=$$pgdir $(SWIFT) test --skip-build
+	  export MOONHOOK_TEST_POSTGRES_URL=$$url MOONHOOK_TEST_POSTGRES_DIR=$$pgdir; \
+	  system="$$(echo $(SYSTEM_SUITES) | sed 's/ /|/g')"; \
+	  failed=0; \
+	  $(SWIFT) test --skip-build --skip "$$system" || failed=1; \
+	  for suite in $(SYSTEM_SUITES); do \
+	    echo "== $$suite, on its own"; \
+	    $(SWIFT) test --skip-build --filter "MoonhookTests.$$suite" || failed=1; \
+	  done; \
+	  exit $$failed
 
 # The differential test against stock Lua with more cases and a new seed each run (make test runs
 # 10,000 pattern cases with a fixed seed). A failure prints its seed: SEED=... reruns it, and

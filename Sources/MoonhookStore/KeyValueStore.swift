@@ -1,3 +1,5 @@
+import Foundation
+
 /// Key-value storage for handlers, namespaced (moonhook uses one namespace per source).
 ///
 /// Values are JSON text (any JSON value, scalars included), compared byte for byte by `cas`.
@@ -19,6 +21,24 @@ public protocol KeyValueStore: Sendable {
     func list(_ namespace: String, prefix: String, limit: Int, after cursor: String?) async throws -> [(key: String, value: [UInt8])]
     /// Removes expired keys; returns how many.
     func purgeExpired() async throws -> Int
+    /// Live keys of every namespace, in (namespace, key) order, after `cursor`, at most `limit`:
+    /// what copying a store to another reads.
+    func entries(after cursor: KeyValueEntry?, limit: Int) async throws -> [KeyValueEntry]
+}
+
+/// One key with its value and expiry, whatever its namespace.
+public struct KeyValueEntry: Sendable, Equatable {
+    public var namespace: String
+    public var key: String
+    public var value: [UInt8]
+    public var expiresAt: Date?
+
+    public init(namespace: String, key: String, value: [UInt8], expiresAt: Date?) {
+        self.namespace = namespace
+        self.key = key
+        self.value = value
+        self.expiresAt = expiresAt
+    }
 }
 
 extension Duration {

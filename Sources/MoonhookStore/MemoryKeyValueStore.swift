@@ -78,4 +78,18 @@ public actor MemoryKeyValueStore: KeyValueStore {
         }
         return removed
     }
+
+    public func entries(after cursor: KeyValueEntry?, limit: Int) -> [KeyValueEntry] {
+        var result: [KeyValueEntry] = []
+        for namespace in entries.keys.sorted() where cursor == nil || namespace >= cursor!.namespace {
+            for key in entries[namespace]!.keys.sorted() {
+                if let cursor, namespace == cursor.namespace, key <= cursor.key { continue }
+                guard let entry = live(namespace, key) else { continue }
+                result.append(
+                    KeyValueEntry(namespace: namespace, key: key, value: entry.value, expiresAt: entry.expiresAt.map { Date(timeIntervalSince1970: Double($0) / 1000) }))
+                if result.count >= limit { return result }
+            }
+        }
+        return result
+    }
 }

@@ -106,4 +106,20 @@ extension SQLiteStore {
         let rows = try await query("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1 RETURNING 1", [.integer(Int(now()))])
         return rows.count
     }
+
+    public func entries(after cursor: KeyValueEntry?, limit: Int) async throws -> [KeyValueEntry] {
+        let rows = try await query(
+            """
+            SELECT namespace, key, value, expires_at FROM kv
+            WHERE (namespace, key) > (?1, ?2) AND (expires_at IS NULL OR expires_at > ?3)
+            ORDER BY namespace, key LIMIT ?4
+            """,
+            [.text(cursor?.namespace ?? ""), .text(cursor?.key ?? ""), .integer(Int(now())), .integer(max(0, limit))])
+        return rows.compactMap { row in
+            guard let namespace = row.column("namespace")?.string, let key = row.column("key")?.string, let value = row.column("value")?.string else {
+                return nil
+            }
+            return KeyValueEntry(namespace: namespace, key: key, value: Array(value.utf8), expiresAt: row.column("expires_at")?.integer.map { Self.date($0) })
+        }
+    }
 }

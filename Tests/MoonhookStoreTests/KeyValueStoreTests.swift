@@ -100,6 +100,31 @@ struct KeyValueStoreTests {
         await close()
     }
 
+    /// `entries` walks every namespace in (namespace, key) order, a page at a time, live keys only.
+    @Test(arguments: KeyValueEngine.all) func entriesWalkEveryNamespace(engine: KeyValueEngine) async throws {
+        let name = engine.testDescription
+        let time = TestClock()
+        let (store, close) = try await engine.make(clock: time)
+        do {
+            for namespace in ["b", "a"] {
+                for index in 0..<3 { try await store.set(namespace, "k\(index)", bytes("\(index)"), ttl: index == 2 ? .seconds(60) : nil) }
+            }
+            try await store.set("a", "gone", bytes("0"), ttl: .milliseconds(10))
+            time.advance(by: .seconds(1))
+            var seen: [String] = []
+            var cursor: KeyValueEntry?
+            repeat {
+                let page = try await store.entries(after: cursor, limit: 4)
+                seen += page.map { "\($0.namespace)/\($0.key)" }
+                cursor = page.count == 4 ? page.last : nil
+            } while cursor != nil
+            #expect(seen == ["a/k0", "a/k1", "a/k2", "b/k0", "b/k1", "b/k2"], "\(name): \(seen)")
+            let expiring = try await store.entries(after: nil, limit: 10).first { $0.key == "k2" }
+            #expect(expiring?.expiresAt != nil && expiring?.value == bytes("2"), "\(name)")
+        }
+        await close()
+    }
+
     @Test(arguments: StoreEngine.all) func survivesAReopenAndRecordsItsSchema(engine: StoreEngine) async throws {
         let made = try await engine.make()
         try await made.store.set("s", "kept", bytes("{\"a\":[1,2]}"), ttl: nil)

@@ -43,21 +43,12 @@ enum YAMLFile {
         switch node {
         case .scalar(var scalar):
             guard scalar.string.contains("${") else { return node }
-            var result = ""
-            var rest = Substring(scalar.string)
-            while let start = rest.range(of: "${") {
-                result += rest[..<start.lowerBound]
-                guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
-                    throw ConfigurationError(path: path, line: scalar.mark?.line, "unterminated ${ in value")
-                }
-                let name = String(rest[start.upperBound..<end])
-                guard let value = environment[name] else {
-                    throw ConfigurationError(path: path, line: scalar.mark?.line, "environment variable \(name) is not set")
-                }
-                result += value
-                rest = rest[rest.index(after: end)...]
+            let result: String
+            do {
+                result = try EnvironmentReference.expand(scalar.string, environment: environment)
+            } catch {
+                throw ConfigurationError(path: path, line: scalar.mark?.line, error.description)
             }
-            result += rest
             scalar.string = result
             return .scalar(scalar)
         case .mapping(var mapping):

@@ -106,4 +106,19 @@ extension PostgresStore {
             """)
         return Int(try rows.first?.decode(Int64.self) ?? 0)
     }
+
+    public func entries(after cursor: KeyValueEntry?, limit: Int) async throws -> [KeyValueEntry] {
+        let rows = try await run(
+            "reading keys",
+            """
+            SELECT namespace, key, value, expires_at FROM kv
+            WHERE (namespace COLLATE "C", key) > (\(cursor?.namespace ?? "") COLLATE "C", \(cursor?.key ?? ""))
+              AND (expires_at IS NULL OR expires_at > \(now()))
+            ORDER BY namespace COLLATE "C", key LIMIT \(Int64(max(0, limit)))
+            """)
+        return try rows.map { row in
+            let (namespace, key, value, expiresAt) = try row.decode((String, String, String, Int64?).self)
+            return KeyValueEntry(namespace: namespace, key: key, value: Array(value.utf8), expiresAt: expiresAt.map(Self.date))
+        }
+    }
 }

@@ -21,7 +21,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
         @Option(help: "Configuration file (default: ./moonhook.yaml when it exists).")
         var config: String?
 
-        @Option(help: "Storage: sqlite:PATH (default: the configuration's, else sqlite:data/moonhook.sqlite).")
+        @Option(help: "Storage: sqlite:PATH or postgres://… (default: the configuration's, else sqlite:data/moonhook.sqlite).")
         var store: String?
 
         /// Runs `body` with the store open, and closes it after.

@@ -156,6 +156,32 @@ struct InboxTests {
         await made.remove()
     }
 
+    /// The same delivery sent many times at once (so that copies share a batch) is stored once:
+    /// one is accepted, every other copy is its duplicate, and it has one pair per handler.
+    @Test(arguments: StoreEngine.all) func duplicatesWithinOneBatchAreStoredOnce(engine: StoreEngine) async throws {
+        let made = try await engine.make()
+        let store = made.store
+        let results = try await withThrowingTaskGroup(of: AppendResult.self) { group in
+            for _ in 0..<50 {
+                group.addTask { try await store.append(Self.delivery("same"), retention: Self.week, claimed: false, lease: .seconds(30)) }
+            }
+            return try await group.reduce(into: [AppendResult]()) { $0.append($1) }
+        }
+        var accepted: [Int64] = []
+        var duplicateOf: Set<Int64> = []
+        for result in results {
+            switch result {
+            case .accepted(let seq): accepted.append(seq)
+            case .duplicate(let seq, _): duplicateOf.insert(seq)
+            }
+        }
+        #expect(accepted.count == 1, "\(results)")
+        #expect(duplicateOf == Set(accepted), "\(results)")
+        #expect(try await store.pairCounts().byStatus == [.pending: 2])
+        #expect(store.writeStatistics.largestBatch > 1 || engine == .sqlite, "the copies never shared a batch: \(store.writeStatistics)")
+        await made.remove()
+    }
+
     /// Concurrent appends share batches, and every one of them is stored.
     @Test(arguments: StoreEngine.all) func concurrentAppendsAreGroupCommitted(engine: StoreEngine) async throws {
         let made = try await engine.make()

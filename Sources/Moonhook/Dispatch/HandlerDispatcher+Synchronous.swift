@@ -24,17 +24,17 @@ extension HandlerDispatcher {
     /// they are stored until the sender is answered: a pair that waits for a slot longer than the
     /// lease must not be taken for one a dead process left behind and run a second time.
     public func hold(_ pairs: [ClaimedPair]) {
-        state.withLock { state in for pair in pairs { Self.track(pair, in: &state) } }
+        ledger.track(pairs)
     }
 
     /// Ends `hold`: the sender has been answered and every pair recorded.
     public func letGo(_ pairs: [ClaimedPair]) {
-        state.withLock { state in for pair in pairs { Self.untrack(pair, in: &state) } }
+        ledger.untrack(pairs)
     }
 
     /// Gives the slot a synchronous pair ran in back (its lease stays held until `letGo`).
     private func giveBack(_ pair: ClaimedPair) {
-        Self.wake(state.withLock { $0.slots.give(source: pair.delivery.source, handler: pair.handler) })
+        ledger.giveBack(source: pair.delivery.source, handlers: [pair.handler])
     }
 
     public func runSynchronously(_ pair: ClaimedPair, source: Source, handler: LoadedHandler) async -> SynchronousOutcome {
@@ -42,7 +42,7 @@ extension HandlerDispatcher {
         let clock = ContinuousClock()
         let start = clock.now
         guard await waitForSlot(source: source, handler: handler, within: timeout) else {
-            await drop(pair, error: "no free slot within the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
+            await recorder.drop(pair, error: "no free slot within the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
             return .noSlot(timeout: timeout)
         }
         defer { giveBack(pair) }
@@ -69,7 +69,7 @@ extension HandlerDispatcher {
             group.addTask {
                 try? await Task.sleep(for: limit)
                 // Time is up (or the request went away): out of the line, unless it got its slot.
-                let ticket = self.state.withLock { state in
+                let ticket = self.ledger.state.withLock { state in
                     waiting.place.withLock { waiting -> CheckedContinuation<Bool, Never>? in
                         defer { waiting = .gaveUp }
                         guard case .queued(let id) = waiting else { return nil }
@@ -79,7 +79,7 @@ extension HandlerDispatcher {
                 ticket?.resume(returning: false)
             }
             let granted = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                let answer = state.withLock { state -> Bool? in
+                let answer = ledger.state.withLock { state -> Bool? in
                     if state.slots.take(source: source.name, handler: handler.path, limits: limits) { return true }
                     return waiting.place.withLock { waiting -> Bool? in
                         if case .gaveUp = waiting { return false }
@@ -96,9 +96,6 @@ extension HandlerDispatcher {
 
     /// Records a pair that the caller claimed dead without running it.
     public func drop(_ pair: ClaimedPair, error: String) async {
-        let now = Date()
-        await record("recording a pair not run") {
-            try await self.inbox.finish(pair, outcome: .dead(error: error), record: AttemptRecord(startedAt: now, finishedAt: now, logs: []))
-        }
+        await recorder.drop(pair, error: error)
     }
 }

@@ -107,19 +107,19 @@ struct HookController: Sendable {
         let metadata: Logger.Metadata = ["source": "\(delivery.source)", "event.type": "\(delivery.type)", "delivery.id": "\(delivery.id)"]
         let synchronous = source.configuration.respondsSynchronously && !delivery.handlers.isEmpty
         // With room in the dispatcher, the delivery is stored claimed and handed over at once.
-        let direct = !synchronous && !delivery.handlers.isEmpty && dispatcher.reserve(source: source, handlers: handlers)
+        let reservation = synchronous ? nil : dispatcher.reserve(source: source, handlers: handlers)
         let result: AppendResult
         do {
-            result = try await inbox.append(delivery, retention: settings.retention, claimed: synchronous || direct, lease: settings.lease)
+            result = try await inbox.append(delivery, retention: settings.retention, claimed: synchronous || reservation != nil, lease: settings.lease)
         } catch {
-            if direct { dispatcher.cancel(source: delivery.source, handlers: delivery.handlers) }
+            reservation?.cancel()
             logger.error("webhook not stored", metadata: metadata.merging(["error": "\(error)"]) { $1 })
             throw HTTPFailure(.serviceUnavailable, "cannot store the delivery: \(error)")
         }
         let seq: Int64
         switch result {
         case .duplicate(let first, let receivedAt):
-            if direct { dispatcher.cancel(source: delivery.source, handlers: delivery.handlers) }
+            reservation?.cancel()
             logger.info("duplicate delivery, not run again", metadata: metadata.merging(["first.seq": "\(first)"]) { $1 })
             return json(.ok, #"{"status":"duplicate","id":"# + jsonString(delivery.id) + #","first_received_at":"# + jsonString(TimeAPI.iso8601(receivedAt)) + "}")
         case .accepted(let stored):
@@ -130,10 +130,10 @@ struct HookController: Sendable {
         } else if synchronous {
             return try await respond(delivery, seq: seq, source: source, handlers: handlers, metadata: metadata)
         } else {
-            if direct {
+            if let reservation {
                 var stored = delivery
                 stored.seq = seq
-                dispatcher.start(delivery.handlers.map { ClaimedPair(delivery: stored, handler: $0, attempt: 1, failures: 0) })
+                reservation.start(delivery.handlers.map { ClaimedPair(delivery: stored, handler: $0, attempt: 1, failures: 0) })
             } else {
                 dispatcher.wake()
             }

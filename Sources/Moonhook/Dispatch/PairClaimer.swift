@@ -1,0 +1,77 @@
+import Logging
+import MoonhookStore
+import Synchronization
+
+/// Claims due pairs from the inbox: as many as the dispatcher has free slots, within the server's,
+/// the sources' and the handlers' limits (the last two counted across every process sharing the
+/// store). Slots are taken while the claim's transaction chooses, and given back for whatever the
+/// transaction did not lease in the end.
+struct PairClaimer: Sendable {
+    let inbox: any DeliveryInbox
+    let sources: SourceDirectory
+    let ledger: DispatchLedger
+    let lease: Duration
+    let logger: Logger
+
+    /// The pairs leased to this process, tracked as running here; and whether they filled every
+    /// free slot (more may be due).
+    func claim() async -> (pairs: [ClaimedPair], filled: Bool) {
+        let free = ledger.state.withLock { $0.slots.free }
+        guard free > 0 else { return ([], true) }
+        let choice = Choice()
+        let pairs: [ClaimedPair]
+        do {
+            pairs = try await inbox.claim(candidates: free, lease: lease) { candidates in
+                choose(from: candidates, free: free, into: choice)
+            }
+        } catch {
+            logger.error("claiming deliveries failed", metadata: ["error": "\(error)"])
+            pairs = []
+        }
+        // Give back what was chosen but not leased (a failed or repeated transaction).
+        var unclaimed = choice.chosen.withLock { $0 }
+        for pair in pairs {
+            if let index = unclaimed.firstIndex(where: { $0.delivery == pair.delivery.seq && $0.handler == pair.handler }) {
+                unclaimed.remove(at: index)
+            }
+        }
+        DispatchLedger.wake(
+            ledger.state.withLock { state in
+                for pair in pairs { DispatchLedger.track(pair, in: &state) }
+                return unclaimed.flatMap { state.slots.give(source: $0.source, handler: $0.handler) }
+            })
+        return (pairs, pairs.count >= free)
+    }
+
+    /// What the transaction chose last: a transaction run again chooses again.
+    private final class Choice: Sendable {
+        let chosen = Mutex<[PairCandidate]>([])
+    }
+
+    private func choose(from candidates: [PairCandidate], free: Int, into choice: Choice) -> [PairCandidate] {
+        let catalog = sources.catalog
+        let (chosen, granted) = ledger.state.withLock { state in
+            // A transaction run again calls this again: its earlier choice is given back first.
+            let granted = choice.chosen.withLock({ $0 }).flatMap { state.slots.give(source: $0.source, handler: $0.handler) }
+            var chosen: [PairCandidate] = []
+            for candidate in candidates where chosen.count < free {
+                // Its lease ran out while this process still runs it (renewal fell behind): it is
+                // not run a second time alongside.
+                if state.running[DispatchLedger.Key(delivery: candidate.delivery, handler: candidate.handler)] != nil { continue }
+                let source = catalog.sources[candidate.source]
+                let limits = HandlerDispatcher.limits(source, source?.handler(at: candidate.handler))
+                // The store counts this process's running pairs too: only the rest run elsewhere.
+                let here = state.slots.held(source: candidate.source, handler: candidate.handler)
+                let elsewhere = DispatchLedger.Slots.Elsewhere(
+                    source: max(0, candidate.sourceRunning - here.source), handler: max(0, candidate.handlerRunning - here.handler))
+                if state.slots.take(source: candidate.source, handler: candidate.handler, limits: limits, elsewhere: elsewhere) {
+                    chosen.append(candidate)
+                }
+            }
+            choice.chosen.withLock { $0 = chosen }
+            return (chosen, granted)
+        }
+        DispatchLedger.wake(granted)
+        return chosen
+    }
+}

@@ -36,6 +36,8 @@ if ((${#missing[@]})); then
 fi
 
 WORK=$(mktemp -d)
+# A folder of its own: the postgres user must reach it, and WORK is private to us.
+PGDIR=$(mktemp -d /tmp/moonhook-bench-postgres.XXXXXX)
 SERVERS=()
 NGINX=""
 stop_servers() {
@@ -48,12 +50,12 @@ stop_servers() {
   SERVERS=()
   if [ -n "$NGINX" ]; then kill "$NGINX" 2>/dev/null || true; wait "$NGINX" 2>/dev/null || true; NGINX=""; fi
 }
-trap 'stop_servers; scripts/test-postgres.sh stop "$WORK/pg" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+trap 'stop_servers; scripts/test-postgres.sh stop "$PGDIR" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT TERM
 
-BASE=$(scripts/test-postgres.sh start "$WORK/pg") || die "PostgreSQL did not start"
-PGPORT=$(cat "$WORK/pg/port")
-taskset -a -cp "$SERVER_CPUS" "$(head -1 "$WORK/pg/data/postmaster.pid")" >/dev/null
+scripts/test-postgres.sh start "$PGDIR" >/dev/null || die "PostgreSQL did not start"
+PGPORT=$(cat "$PGDIR/port")
+taskset -a -cp "$SERVER_CPUS" "$(head -1 "$PGDIR/data/postmaster.pid")" >/dev/null
 psql_run() { psql -X -q -t -A -h 127.0.0.1 -p "$PGPORT" -U moonhook -d "$1" -c "$2"; }
 
 BODY='{"type":"agent.task.status_update","timestamp":"2025-01-15T10:30:00Z","payload":{"taskId":"task_abc123def456","status":"finished","sessionId":"session_xyz789","output":"Found 3 results for the query; the cheapest flight leaves at 07:15 and costs 129 EUR.","steps":12,"cost":0.0421,"tags":["travel","search"]}}'

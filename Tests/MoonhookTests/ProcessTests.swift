@@ -230,3 +230,47 @@ struct ProcessTests {
         #expect(failed.err == "error: s/fails.lua:2: nope 21\n")
     }
 }
+
+/// A dispatcher whose every slot is taken waits for one to come free: it does not look at the
+/// inbox again and again meanwhile (a busy loop there once took a whole core and starved the
+/// server of it).
+@Suite("Full slots", .serialized)
+struct FullSlotsTests {
+    /// CPU seconds a process has used so far (user and system), from /proc.
+    static func cpuSeconds(_ pid: Int32) throws -> Double {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
+        return (Double(fields[11])! + Double(fields[12])!) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    @Test func aServerWithEverySlotTakenStaysIdle() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("s/source.yaml", "scheme: none\n")
+        try handlers.write("s/slow.lua", "return function(e) time.sleep(3000) end")
+        let config = handlers.folder.appending(path: "moonhook.yaml").path
+        try "max_concurrent_invocations: 1\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let server = try MoonhookProcess(
+            ["serve", "--config", config, "--handlers", handlers.folder.path, "--listen", "127.0.0.1:0", "--store", "sqlite:" + handlers.folder.appending(path: "state.sqlite").path],
+            environment: ["MOONHOOK_LOG_LEVEL": "notice"])
+        defer {
+            kill(server.process.processIdentifier, SIGKILL)
+            server.process.waitUntilExit()
+        }
+        let logs = LogLines(server.stderr)
+        let address = try #require(await logs.first("moonhook listening")?["address"], "\(logs.all)")
+        for index in 0..<3 {
+            var request = HTTPClientRequest(url: "http://\(address)/hooks/s")
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: #"{"type":"slow","n":\#(index)}"#))
+            #expect(try await HTTPClient.shared.execute(request, timeout: .seconds(5)).status.code == 202)
+        }
+        // One runs (asleep), two wait in the inbox for the only slot.
+        try await Task.sleep(for: .milliseconds(300))
+        let before = try Self.cpuSeconds(server.process.processIdentifier)
+        try await Task.sleep(for: .seconds(1.5))
+        let used = try Self.cpuSeconds(server.process.processIdentifier) - before
+        #expect(used < 0.5, "the server used \(used) s of CPU in 1.5 s with nothing to do but wait for its slot")
+    }
+}

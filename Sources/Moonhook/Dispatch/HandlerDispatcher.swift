@@ -132,8 +132,12 @@ public final class HandlerDispatcher: Service, Sendable {
                             wakeQueued.store(false, ordering: .releasing)
                             let claimed = await claimer.claim()
                             pairs = claimed.pairs
+                            switch claimed.room {
+                            case .none: break
                             // Fewer than there was room for: nothing more is due now (retries come with the tick).
-                            if claimed.filled { poke() } else { backlog.store(false, ordering: .relaxed) }
+                            case .left: backlog.store(false, ordering: .relaxed)
+                            case .filled: poke()
+                            }
                         case .start(let started):
                             pairs = started
                         }

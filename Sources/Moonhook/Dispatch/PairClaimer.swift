@@ -13,11 +13,20 @@ struct PairClaimer: Sendable {
     let lease: Duration
     let logger: Logger
 
-    /// The pairs leased to this process, tracked as running here; and whether they filled every
-    /// free slot (more may be due).
-    func claim() async -> (pairs: [ClaimedPair], filled: Bool) {
+    /// What a claim found besides its pairs.
+    enum Room {
+        /// No slot was free: nothing was looked for (a finishing invocation looks again).
+        case none
+        /// Fewer pairs than free slots: nothing more is due now.
+        case left
+        /// Every free slot was filled: more may be due.
+        case filled
+    }
+
+    /// The pairs leased to this process, tracked as running here.
+    func claim() async -> (pairs: [ClaimedPair], room: Room) {
         let free = ledger.state.withLock { $0.slots.free }
-        guard free > 0 else { return ([], true) }
+        guard free > 0 else { return ([], .none) }
         let choice = Choice()
         let pairs: [ClaimedPair]
         do {
@@ -40,7 +49,7 @@ struct PairClaimer: Sendable {
                 for pair in pairs { DispatchLedger.track(pair, in: &state) }
                 return unclaimed.flatMap { state.slots.give(source: $0.source, handler: $0.handler) }
             })
-        return (pairs, pairs.count >= free)
+        return (pairs, pairs.count >= free ? .filled : .left)
     }
 
     /// What the transaction chose last: a transaction run again chooses again.

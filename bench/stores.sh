@@ -7,17 +7,18 @@
 #   bench/stores.sh                # after: swift build -c release --product moonhook
 #   DURATION=20s SERVER_CPUS=0 LOAD_CPUS=1 bench/stores.sh
 #
-# SERVER_CPUS pins moonhook and PostgreSQL (both, so that they share what a server gets), LOAD_CPUS
-# pins wrk. Counters are read back (sqlite3, psql) and must equal the 2xx answers wrk counted.
+# SERVER_CPUS pins moonhook, PG_CPUS PostgreSQL (by default the same: they share what a server
+# gets), LOAD_CPUS wrk. Counters are read back (sqlite3, psql) and must equal the 2xx answers wrk counted.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 MOONHOOK=${MOONHOOK:-$PWD/.build/release/moonhook}
 DURATION=${DURATION:-10s} WARMUP=${WARMUP:-2s} CONNECTIONS=${CONNECTIONS:-32} THREADS=${THREADS:-1}
 SERVER_CPUS=${SERVER_CPUS:-0} LOAD_CPUS=${LOAD_CPUS:-1}
+PG_CPUS=${PG_CPUS:-$SERVER_CPUS}
 PORT=${PORT:-18941}
 SECRET=bench-secret
-COMMAND="DURATION=$DURATION CONNECTIONS=$CONNECTIONS SERVER_CPUS=$SERVER_CPUS LOAD_CPUS=$LOAD_CPUS bench/stores.sh"
+COMMAND="DURATION=$DURATION CONNECTIONS=$CONNECTIONS SERVER_CPUS=$SERVER_CPUS PG_CPUS=$PG_CPUS LOAD_CPUS=$LOAD_CPUS bench/stores.sh"
 
 die() { echo "stores.sh: $*" >&2; exit 1; }
 [ -x "$MOONHOOK" ] || die "no release build at $MOONHOOK (swift build -c release --product moonhook)"
@@ -55,7 +56,8 @@ trap 'exit 130' INT TERM
 
 scripts/test-postgres.sh start "$PGDIR" >/dev/null || die "PostgreSQL did not start"
 PGPORT=$(cat "$PGDIR/port")
-taskset -a -cp "$SERVER_CPUS" "$(head -1 "$PGDIR/data/postmaster.pid")" >/dev/null
+# Every PostgreSQL process, and the backends it starts from now on.
+for pid in $(pgrep -f "postgres.*$PGDIR" || true) $(head -1 "$PGDIR/data/postmaster.pid"); do taskset -a -cp "$PG_CPUS" "$pid" >/dev/null 2>&1 || true; done
 psql_run() { psql -X -q -t -A -h 127.0.0.1 -p "$PGPORT" -U moonhook -d "$1" -c "$2"; }
 
 BODY='{"type":"agent.task.status_update","timestamp":"2025-01-15T10:30:00Z","payload":{"taskId":"task_abc123def456","status":"finished","sessionId":"session_xyz789","output":"Found 3 results for the query; the cheapest flight leaves at 07:15 and costs 129 EUR.","steps":12,"cost":0.0421,"tags":["travel","search"]}}'
@@ -124,18 +126,30 @@ start_nginx() {  # port upstream-port...
   die "nginx did not start: $(cat "$WORK/nginx.log")"
 }
 
+# The counter once it has not moved for half a second.
+settled() {
+  local last now
+  last=$(eval "$1")
+  for _ in $(seq 120); do sleep 0.5; now=$(eval "$1"); [ "$now" = "$last" ] && break; last=$now; done
+  echo "$last"
+}
+
 declare -A R
 measure() {  # name url counter-command
   local name=$1 url=$2 counter=$3 requests rps p50 p99 status sockets before after
   BENCH_RUN=$name-warmup taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$WORK/post.lua" "$url" >/dev/null
-  sleep 1
-  before=$(eval "$counter")
+  # Handlers run after the answer: the warm-up's first, until the counter stops moving.
+  before=$(settled "$counter")
+  local started ended
+  started=$(date +%s.%N)
   read -r _ requests rps p50 p99 status sockets < <(BENCH_RUN=$name taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/post.lua" "$url" | grep '^RESULT') ||
     die "wrk printed no result for $name"
-  # Handlers run after the answer: wait until the counter stops moving.
-  after=$(eval "$counter")
-  for _ in $(seq 60); do sleep 0.5; local now; now=$(eval "$counter"); [ "$now" = "$after" ] && break; after=$now; done
+  after=$(settled "$counter")
+  ended=$(date +%s.%N)
   R[$name.rps]=$rps R[$name.requests]=$requests
+  # Handled per second: every delivery of the run handled, from the first request to the last
+  # handler (a store whose handlers fall behind its receiver shows it here).
+  R[$name.handled]=$(awk -v n=$((after - before)) -v a="$started" -v b="$ended" 'BEGIN {printf "%.0f", n / (b - a - 0.5)}')
   R[$name.lat]=$(awk -v a="$p50" -v b="$p99" 'BEGIN {printf "%.2f / %.2f ms", a/1000, b/1000}')
   R[$name.counted]=$((after - before))
   R[$name.errors]="$status non-2xx, $sockets socket errors"
@@ -168,12 +182,12 @@ done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f×", a/b}'; }
 echo
-echo "moonhook $(git describe --always --dirty 2>/dev/null || echo '?'); PostgreSQL $(psql --version | awk '{print $3}'); $(nproc) cores; server and PostgreSQL on CPU $SERVER_CPUS, wrk on CPU $LOAD_CPUS; wrk -t$THREADS -c$CONNECTIONS -d$DURATION after a $WARMUP warm-up"
+echo "moonhook $(git describe --always --dirty 2>/dev/null || echo '?'); PostgreSQL $(psql --version | awk '{print $3}'); $(nproc) cores; moonhook on CPU $SERVER_CPUS, PostgreSQL on CPU $PG_CPUS, wrk on CPU $LOAD_CPUS; wrk -t$THREADS -c$CONNECTIONS -d$DURATION after a $WARMUP warm-up"
 echo
-echo "| store | req/s | vs SQLite | p50 / p99 | counter moved | errors |"
-echo "| --- | ---: | ---: | ---: | ---: | --- |"
+echo "| store | accepted req/s | vs SQLite | handled/s | vs SQLite | p50 / p99 | counter moved | errors |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 for name in sqlite postgres-1 postgres-2; do
-  echo "| $name | ${R[$name.rps]} | $(ratio "${R[$name.rps]}" "${R[sqlite.rps]}") | ${R[$name.lat]} | ${R[$name.counted]} of ${R[$name.requests]} | ${R[$name.errors]} |"
+  echo "| $name | ${R[$name.rps]} | $(ratio "${R[$name.rps]}" "${R[sqlite.rps]}") | ${R[$name.handled]} | $(ratio "${R[$name.handled]}" "${R[sqlite.handled]}") | ${R[$name.lat]} | ${R[$name.counted]} of ${R[$name.requests]} | ${R[$name.errors]} |"
 done
 echo
 echo "Command: $COMMAND"

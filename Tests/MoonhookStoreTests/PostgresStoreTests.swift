@@ -84,4 +84,30 @@ struct PostgresStoreTests {
         for store in stores { await store.close() }
         await TestPostgres.drop(location)
     }
+
+    /// The retention sweep runs on one instance at a time: while another holds the sweep's lock,
+    /// a sweep deletes nothing; once it is free, the sweep does its work. An operator's purge is
+    /// not held back.
+    @Test(.enabled(if: TestPostgres.enabled)) func retentionSweepsRunOneAtATime() async throws {
+        let location = try await TestPostgres.database()
+        let store = try await StoreLocation(location).open(logger: Logger(label: "test"))
+        for index in 0..<3 {
+            _ = try await store.append(
+                InboxDelivery(source: "s", id: "d\(index)", type: "t", receivedAt: Date(), headers: [:], body: Array("{}".utf8), handlers: []),
+                retention: .seconds(60), claimed: false, lease: .seconds(30))
+        }
+        let url = try #require(URLComponents(string: location))
+        let name = String(url.path.dropFirst())
+        let sweepLock = 0x6d6f_6f6e_686f_6f6b + 1
+        try await TestPostgres.admin(host: url.host!, port: url.port!, database: name) { client, logger in
+            try await client.withConnection { connection in
+                _ = try await connection.query("SELECT pg_advisory_lock(\(Int64(sweepLock)))", logger: logger).collect()
+                #expect(try await store.purge(DeliveryFilter(), onlyFinished: true) == 0, "a sweep ran while another instance held the lock")
+                _ = try await connection.query("SELECT pg_advisory_unlock(\(Int64(sweepLock)))", logger: logger).collect()
+            }
+        }
+        #expect(try await store.purge(DeliveryFilter(), onlyFinished: true) == 3)
+        await store.close()
+        await TestPostgres.drop(location)
+    }
 }

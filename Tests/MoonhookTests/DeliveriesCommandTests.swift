@@ -1,15 +1,16 @@
 import Foundation
 import MoonhookStore
+import MoonhookTestSupport
 import Testing
 
-/// `moonhook deliveries` on a store file, as an operator runs it.
+/// `moonhook deliveries` on a store, as an operator runs it: an SQLite file and a PostgreSQL database.
 @Suite("moonhook deliveries", .serialized)
 struct DeliveriesCommandTests {
-    @Test func listShowReplayPurge() async throws {
+    @Test(arguments: StoreEngine.all) func listShowReplayPurge(engine: StoreEngine) async throws {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }
-        let path = handlers.folder.appending(path: "inbox.sqlite").path
-        let store = try await openStore(path, logger: LogRecords().logger())
+        let location = try await engine.location(in: handlers.folder)
+        let store = try await StoreLocation(location).open(logger: LogRecords().logger())
         for (id, source) in [("ok-1", "a"), ("bad-1", "a"), ("other-1", "b")] {
             let delivery = InboxDelivery(
                 source: source, id: id, type: "t", receivedAt: Date(), headers: ["x-sig": "v1"], body: Array(#"{"type":"t","n":1}"#.utf8),
@@ -22,7 +23,7 @@ struct DeliveriesCommandTests {
             #expect(try await store.finish(pair, outcome: outcome, record: record))
         }
         await store.close()
-        let flags = ["--store", "sqlite:" + path]
+        let flags = ["--store", location]
 
         let all = try MoonhookProcess.run(["deliveries", "list"] + flags)
         #expect(all.status == 0, "\(all.err)")

@@ -65,7 +65,12 @@ struct MultiInstanceTests {
 
     /// Waits until every acknowledged delivery has run; checks that none refused ran; returns how
     /// many ran more than once.
-    static func verify(_ store: any Store, tally: CrashTests.Tally) async throws -> Int {
+    ///
+    /// With the database going away there is one exception: a delivery answered 503 because the
+    /// store failed (`ambiguous`, the servers' "webhook not stored" lines) while its statement was
+    /// out may have been committed with the answer lost. It runs once, and its sender's retry is
+    /// answered as a duplicate. A delivery refused for any other reason (a wrong token) never runs.
+    static func verify(_ store: any Store, tally: CrashTests.Tally, ambiguous: [[String: String]] = []) async throws -> Int {
         let acknowledged = tally.acknowledged.withLock { $0 }
         let refused = tally.refused.withLock { $0 }
         var missing = acknowledged
@@ -78,7 +83,14 @@ struct MultiInstanceTests {
         #expect(missing.isEmpty, "\(missing.count) of \(acknowledged.count) acknowledged deliveries never ran: \(missing.prefix(5))")
         var ranRefused: [String] = []
         for id in refused where try await store.get("c", "ran:" + id) != nil { ranRefused.append(id) }
-        #expect(ranRefused.isEmpty, "deliveries answered non-2xx were run: \(ranRefused.prefix(5))")
+        let reasons = Set(ambiguous.compactMap { $0["error"] })
+        if !reasons.isEmpty { print("refusals while the store was failing: \(reasons.sorted().prefix(8))") }
+        let lostAnswers = Set(ambiguous.compactMap { $0["delivery.id"] })
+        let unexplained = ranRefused.filter { !lostAnswers.contains($0) }
+        if ranRefused.count > unexplained.count {
+            print("\(ranRefused.count - unexplained.count) deliveries answered 503 by a failing store ran: committed, their answer lost")
+        }
+        #expect(unexplained.isEmpty, "deliveries answered non-2xx were run: \(unexplained.prefix(5)); refusals: \(ambiguous.filter { unexplained.contains($0["delivery.id"] ?? "") })")
         var twice = 0
         for id in acknowledged where try await store.get("c", "ran:" + id).map({ String(decoding: $0, as: UTF8.self) }) != "1" { twice += 1 }
         return twice
@@ -146,8 +158,8 @@ struct MultiInstanceTests {
         defer { cluster.stop() }
         let handlers = try Self.handlers()
         defer { handlers.remove() }
-        let (a, _, addressA) = try await Self.start(handlers, store: cluster.url, instance: "alpha-node")
-        let (b, _, addressB) = try await Self.start(handlers, store: cluster.url, instance: "beta-node")
+        let (a, logsA, addressA) = try await Self.start(handlers, store: cluster.url, instance: "alpha-node")
+        let (b, logsB, addressB) = try await Self.start(handlers, store: cluster.url, instance: "beta-node")
         let tally = CrashTests.Tally()
         let stop = Stop()
         async let loading: Void = Self.load([addressA, addressB], tally: tally, stop: stop)
@@ -162,7 +174,7 @@ struct MultiInstanceTests {
         await loading
         #expect(during > 0, "no request was refused while the database was down")
         let reader = try await StoreLocation(cluster.url).open(logger: LogRecords().logger())
-        let twice = try await Self.verify(reader, tally: tally)
+        let twice = try await Self.verify(reader, tally: tally, ambiguous: (logsA.all + logsB.all).filter { $0["msg"] == "webhook not stored" })
         print("database outage: \(tally.acknowledged.withLock { $0.count }) acknowledged, \(tally.refused.withLock { $0.count }) refused (\(during) while down), \(twice) ran more than once")
         let acknowledgedAfter = try await Self.number(reader, "total")
         #expect(acknowledgedAfter >= tally.acknowledged.withLock { $0.count })

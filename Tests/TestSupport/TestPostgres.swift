@@ -46,11 +46,11 @@ public enum TestPostgres {
         }
     }
 
-    /// Runs `body` with a client connected to the cluster's `postgres` database.
-    public static func admin(host: String, port: Int, _ body: @Sendable (PostgresClient, Logger) async throws -> Void) async throws {
+    /// Runs `body` with a client connected to the cluster's `database` (its `postgres` database by default).
+    public static func admin(host: String, port: Int, database: String = "postgres", _ body: @Sendable (PostgresClient, Logger) async throws -> Void) async throws {
         let logger = Logger(label: "test-postgres")
         let client = PostgresClient(
-            configuration: PostgresClient.Configuration(host: host, port: port, username: "moonhook", password: nil, database: "postgres", tls: .disable))
+            configuration: PostgresClient.Configuration(host: host, port: port, username: "moonhook", password: nil, database: database, tls: .disable))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }

@@ -130,13 +130,19 @@ public final class HandlerDispatcher: Service, Sendable {
                         switch signal {
                         case .wake:
                             wakeQueued.store(false, ordering: .releasing)
+                            // A wake during the claim sets it again: what it announced may have
+                            // come after the claim looked.
+                            backlog.store(false, ordering: .relaxed)
                             let claimed = await claimer.claim()
                             pairs = claimed.pairs
                             switch claimed.room {
-                            case .none: break
+                            // No slot free: the next invocation to finish looks again.
+                            case .none: backlog.store(true, ordering: .relaxed)
                             // Fewer than there was room for: nothing more is due now (retries come with the tick).
-                            case .left: backlog.store(false, ordering: .relaxed)
-                            case .filled: poke()
+                            case .left: break
+                            case .filled:
+                                backlog.store(true, ordering: .relaxed)
+                                poke()
                             }
                         case .start(let started):
                             pairs = started

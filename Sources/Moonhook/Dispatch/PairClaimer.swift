@@ -37,8 +37,10 @@ struct PairClaimer: Sendable {
             logger.error("claiming deliveries failed", metadata: ["error": "\(error)"])
             pairs = []
         }
-        // Give back what was chosen but not leased (a failed or repeated transaction).
-        var unclaimed = choice.chosen.withLock { $0 }
+        // Give back what was chosen but not leased (a failed or repeated transaction). From here
+        // on, a transaction still running after its deadline chooses nothing.
+        // Under the ledger's lock, which `choose` holds from its look at `closed` to its choice.
+        var unclaimed = ledger.state.withLock { _ in choice.close() }
         for pair in pairs {
             if let index = unclaimed.firstIndex(where: { $0.delivery == pair.delivery.seq && $0.handler == pair.handler }) {
                 unclaimed.remove(at: index)
@@ -52,16 +54,27 @@ struct PairClaimer: Sendable {
         return (pairs, pairs.count >= free ? .filled : .left)
     }
 
-    /// What the transaction chose last: a transaction run again chooses again.
+    /// What the transaction chose last: a transaction run again chooses again. Once the claim
+    /// is over (a transaction abandoned at its deadline may still be running), it chooses nothing.
     private final class Choice: Sendable {
-        let chosen = Mutex<[PairCandidate]>([])
+        let chosen = Mutex<(pairs: [PairCandidate], closed: Bool)>(([], false))
+
+        /// The last choice, and no more choosing.
+        func close() -> [PairCandidate] {
+            chosen.withLock { state in
+                state.closed = true
+                return state.pairs
+            }
+        }
     }
 
     private func choose(from candidates: [PairCandidate], free: Int, into choice: Choice) -> [PairCandidate] {
         let catalog = sources.catalog
-        let (chosen, granted) = ledger.state.withLock { state in
+        let (chosen, granted) = ledger.state.withLock { state -> ([PairCandidate], [CheckedContinuation<Bool, Never>]) in
             // A transaction run again calls this again: its earlier choice is given back first.
-            let granted = choice.chosen.withLock({ $0 }).flatMap { state.slots.give(source: $0.source, handler: $0.handler) }
+            let (earlier, closed) = choice.chosen.withLock { ($0.pairs, $0.closed) }
+            if closed { return ([], []) }
+            let granted = earlier.flatMap { state.slots.give(source: $0.source, handler: $0.handler) }
             var chosen: [PairCandidate] = []
             for candidate in candidates where chosen.count < free {
                 // Its lease ran out while this process still runs it (renewal fell behind): it is
@@ -77,7 +90,7 @@ struct PairClaimer: Sendable {
                     chosen.append(candidate)
                 }
             }
-            choice.chosen.withLock { $0 = chosen }
+            choice.chosen.withLock { $0.pairs = chosen }
             return (chosen, granted)
         }
         DispatchLedger.wake(granted)

@@ -8,6 +8,9 @@ import PostgresNIO
 /// Times are Unix milliseconds from the store's clock (as on SQLite), so the engines share their
 /// tests' injectable clock; instances must keep their clocks in step (NTP), as leases compare them.
 enum PostgresMigrations {
+    /// How long applying them may take, waiting for another instance's included.
+    static let timeout = Duration.seconds(60)
+
     /// `pg_advisory_xact_lock`'s key: "moonhook" in ASCII.
     static let lockKey: Int64 = 0x6d6f_6f6e_686f_6f6b
 
@@ -87,6 +90,10 @@ enum PostgresMigrations {
 
     static func apply(on client: PostgresClient, logger: Logger) async throws {
         try await client.withTransaction(logger: logger) { connection in
+            // The session's statement and lock timeouts are the store's, seconds: too short here.
+            let milliseconds = timeout.totalMilliseconds
+            try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(milliseconds)"), logger: logger)
+            try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = \(milliseconds)"), logger: logger)
             _ = try await connection.query("SELECT pg_advisory_xact_lock(\(lockKey))", logger: logger).collect()
             try await connection.query(
                 "CREATE TABLE IF NOT EXISTS moonhook_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",

@@ -16,28 +16,49 @@ extension PostgresStore {
 
     public func append(_ delivery: InboxDelivery, retention: Duration, claimed: Bool, lease: Duration) async throws -> AppendResult {
         let now = now()
+        var delivery = delivery
+        // The same replacement every time, so that deduplication still sees one id.
+        delivery.id = Self.text(delivery.id)
+        delivery.type = Self.text(delivery.type)
         return try await appends.submit(
-            AppendItem(now: now, delivery: delivery, retention: retention.totalMilliseconds, claimedUntil: claimed ? now + lease.totalMilliseconds : nil))
+            AppendItem(now: now, delivery: delivery, retention: retention.totalMilliseconds, claimedUntil: claimed ? now + lease.totalMilliseconds : nil)
+        ).get()
     }
 
     /// Stores a batch with one statement: deliveries and their pairs, skipping (source, id)s that
     /// are stored already or repeated within the batch (`ON CONFLICT DO NOTHING` over the batch
     /// made distinct first). Only items that stored nothing are looked at one by one.
-    func appendBatch(_ items: [AppendItem]) async throws -> [AppendResult] {
+    ///
+    /// Once that statement has committed, each item gets its own result: an item looked at again
+    /// that fails fails alone, and never turns a delivery already stored into an error (which the
+    /// batcher would retry, finding it a duplicate of itself).
+    func appendBatch(_ items: [AppendItem]) async throws -> [Result<AppendResult, StoreError>] {
         let stored = try await insert(items, on: nil)
-        if items.contains(where: { $0.claimedUntil == nil && stored[DeliveryKey(source: $0.delivery.source, id: $0.delivery.id)] != nil }) {
-            notifyDue()
-        }
-        var results: [AppendResult] = []
+        var due = items.contains { $0.claimedUntil == nil && stored[DeliveryKey(source: $0.delivery.source, id: $0.delivery.id)] != nil }
+        var results: [Result<AppendResult, StoreError>] = []
+        var taken: Set<Int64> = []
         for item in items {
             let key = DeliveryKey(source: item.delivery.source, id: item.delivery.id)
-            if let seq = stored[key], !results.contains(.accepted(seq: seq)) {
-                results.append(.accepted(seq: seq))
-            } else {
-                results.append(try await appendAgain(item))
+            if let seq = stored[key], !taken.contains(seq) {
+                taken.insert(seq)
+                results.append(.success(.accepted(seq: seq)))
+                continue
+            }
+            do {
+                let result = try await appendAgain(item)
+                if case .accepted = result, item.claimedUntil == nil { due = true }
+                results.append(.success(result))
+            } catch {
+                results.append(.failure(Self.storeError(error)))
             }
         }
+        if due { notifyDue() }
         return results
+    }
+
+    /// `text` as PostgreSQL's text type takes it: a NUL character (which it refuses) becomes U+FFFD.
+    static func text(_ text: String) -> String {
+        text.contains("\u{0}") ? text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : text
     }
 
     struct DeliveryKey: Hashable {
@@ -102,10 +123,15 @@ extension PostgresStore {
                 try await connection.query("UPDATE deliveries SET dedup = false WHERE seq = \(seq)", logger: self.logger)
             }
             let key = DeliveryKey(source: item.delivery.source, id: item.delivery.id)
-            guard let seq = try await self.insert([item], on: connection)[key] else {
-                throw StoreError(.database, "a delivery was neither stored nor found")
-            }
-            return .accepted(seq: seq)
+            if let seq = try await self.insert([item], on: connection)[key] { return .accepted(seq: seq) }
+            // Another process stored the same (source, id) since the look above: a duplicate of it.
+            let again = try await connection.query(
+                "SELECT seq, received_at FROM deliveries WHERE source = \(item.delivery.source) AND id = \(item.delivery.id) AND dedup",
+                logger: self.logger
+            ).collect()
+            guard let row = again.first else { throw StoreError(.database, "a delivery was neither stored nor found") }
+            let (seq, received) = try row.decode((Int64, Int64).self)
+            return .duplicate(seq: seq, receivedAt: Self.date(received))
         }
     }
 
@@ -177,6 +203,8 @@ extension PostgresStore {
             }
             let chosen = offered.isEmpty ? [] : choose(offered)
             if chosen.isEmpty { return [] }
+            // Abandoned at its deadline: lease nothing that nobody would run.
+            try Task.checkCancellation()
             let leased = try await connection.query(
                 """
                 UPDATE pairs SET status = 'running', attempts = pairs.attempts + 1, lease_until = \(now + lease.totalMilliseconds), updated_at = \(now),
@@ -256,7 +284,7 @@ extension PostgresStore {
             }
         return try await finishes.submit(
             FinishItem(
-                pair: pair, status: status, due: due, error: error, failures: failures, startedAt: Self.milliseconds(record.startedAt),
+                pair: pair, status: status, due: due, error: error.map(Self.text), failures: failures, startedAt: Self.milliseconds(record.startedAt),
                 finishedAt: Self.milliseconds(record.finishedAt), logs: AttemptLogLine.encode(record.logs)))
     }
 

@@ -25,7 +25,7 @@ public final class PostgresStore: Store {
     /// tests use a store outside any group, and migrations need a running client before the
     /// server's group starts.
     private let runner: Task<Void, Never>
-    let appends: WriteBatcher<AppendItem, AppendResult>
+    let appends: WriteBatcher<AppendItem, Result<AppendResult, StoreError>>
     let finishes: WriteBatcher<FinishItem, Bool>
     let wakeupChannel: PostgresWakeups
     private let closed = Atomic(false)
@@ -58,13 +58,17 @@ public final class PostgresStore: Store {
         var configuration = PostgresClient.Configuration(
             host: url.host, port: url.port, username: url.user, password: url.password, database: url.database, tls: tls(url.tls))
         let milliseconds = max(1, options.timeout.totalMilliseconds)
+        // The server gives up on a statement (or a lock) well before the caller's deadline, so a
+        // statement that reached the database is over, one way or the other, by the time the
+        // caller is told it failed; a transaction's few statements fit in the deadline together.
+        let serverSide = max(100, milliseconds * 2 / 5)
         configuration.options.connectTimeout = options.timeout
         configuration.options.maximumConnections = 16
         configuration.options.additionalStartupParameters = [
             ("application_name", "moonhook"),
-            ("statement_timeout", "\(milliseconds)"),
-            ("lock_timeout", "\(milliseconds)"),
-            ("idle_in_transaction_session_timeout", "\(milliseconds * 2)"),
+            ("statement_timeout", "\(serverSide)"),
+            ("lock_timeout", "\(serverSide)"),
+            ("idle_in_transaction_session_timeout", "\(milliseconds)"),
             // Not durable only to measure what durability costs, as on SQLite.
             ("synchronous_commit", options.durable ? "on" : "off"),
         ]
@@ -78,7 +82,10 @@ public final class PostgresStore: Store {
         }
         let store = PostgresStore(client: client, url: url, logger: logger, options: options, wakeups: wakeups, runner: runner)
         do {
-            try await store.withDeadline("migrating the schema") {
+            // Reachable within the store timeout; then migrations get a minute (another instance
+            // may be applying them, or a step may take long on a big table).
+            try await store.run("connecting", "SELECT 1")
+            try await store.withDeadline("migrating the schema", timeout: PostgresMigrations.timeout) {
                 try await PostgresMigrations.apply(on: client, logger: logger)
             }
         } catch {
@@ -174,14 +181,16 @@ public final class PostgresStore: Store {
 
     /// `body`'s result, or `StoreError(.unavailable)` once the store timeout has passed. The call
     /// is cancelled then, and not awaited: a call waiting for a pool connection ends there and
-    /// never runs; a statement already sent cannot be recalled, and the server's
-    /// `statement_timeout` (the same timeout) ends it.
+    /// never runs. A statement already sent cannot be recalled, but the server's own timeouts
+    /// (two fifths of the store timeout each) have ended it by then, unless the database stopped
+    /// answering altogether.
     func withDeadline<T: Sendable>(_ what: String, timeout: Duration? = nil, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         let timeout = timeout ?? self.timeout
         let race = DeadlineRace<T>()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                race.start(continuation)
+                // Cancelled already: nothing is sent.
+                guard race.start(continuation) else { return }
                 let timer = Task {
                     try? await Task.sleep(for: timeout)
                     if Task.isCancelled { return }
@@ -199,7 +208,7 @@ public final class PostgresStore: Store {
                             do {
                                 race.finish(.success(try await body()))
                                 break
-                            } catch let error as PSQLError where error.code == .clientClosedConnection && attempt < 3 && !Task.isCancelled {
+                            } catch where Self.closedBeforeSending(error) && attempt < 3 && !Task.isCancelled {
                                 continue
                             } catch {
                                 race.finish(.failure(Self.storeError(error)))
@@ -212,6 +221,14 @@ public final class PostgresStore: Store {
         } onCancel: {
             race.cancel()
         }
+    }
+
+    /// The statement went to a connection the server had closed, so it never ran (also when a
+    /// transaction's BEGIN did).
+    static func closedBeforeSending(_ error: any Error) -> Bool {
+        if let error = error as? PSQLError { return error.code == .clientClosedConnection }
+        if let error = error as? PostgresTransactionError, let begin = error.beginError { return closedBeforeSending(begin) }
+        return false
     }
 
     static func seconds(_ duration: Duration) -> String {
@@ -251,6 +268,7 @@ public final class PostgresStore: Store {
         case _ where state.hasPrefix("08"): return StoreError(.unavailable, "database unavailable: \(message)")
         case _ where state.hasPrefix("28") || state == "3D000": return StoreError(.configuration, "database refused the connection: \(message)")
         case "23502": return StoreError(.notAnInteger, message)
+        case "22021": return StoreError(.database, "database error: PostgreSQL cannot store a NUL character in text (\(message))")
         default: return StoreError(.database, "database error: \(message)")
         }
     }
@@ -264,18 +282,24 @@ public final class PostgresStore: Store {
 private final class DeadlineRace<T: Sendable>: Sendable {
     private let state = Mutex<(continuation: CheckedContinuation<T, Error>?, work: Task<Void, Never>?, done: Bool)>((nil, nil, false))
 
-    /// A race cancelled before it started resumes at once.
-    func start(_ continuation: CheckedContinuation<T, Error>) {
+    /// False for a race cancelled before it started: it resumed at once, and must start nothing.
+    func start(_ continuation: CheckedContinuation<T, Error>) -> Bool {
         let cancelled = state.withLock { state -> Bool in
             if state.done { return true }
             state.continuation = continuation
             return false
         }
         if cancelled { continuation.resume(throwing: CancellationError()) }
+        return !cancelled
     }
 
+    /// The call's task; cancelled at once if the race is over already.
     func work(_ task: Task<Void, Never>) {
-        state.withLock { $0.work = task }
+        let over = state.withLock { state -> Bool in
+            state.work = task
+            return state.done
+        }
+        if over { task.cancel() }
     }
 
     func finish(_ result: Result<T, Error>) {

@@ -72,8 +72,12 @@ public final class PostgresStore: Store {
             // Not durable only to measure what durability costs, as on SQLite.
             ("synchronous_commit", options.durable ? "on" : "off"),
         ]
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        let wakeups = PostgresWakeups(url: url, tls: try listenerTLS(url.tls), logger: logger)
+        // PostgresNIO says every failed connection attempt at info level: one line per retry for
+        // as long as the database is down. The store's own callers say it once (readiness).
+        var background = logger
+        background.logLevel = max(logger.logLevel, .warning)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: background)
+        let wakeups = PostgresWakeups(url: url, tls: try listenerTLS(url.tls), logger: background)
         let runner = Task {
             await withDiscardingTaskGroup { group in
                 group.addTask { await client.run() }

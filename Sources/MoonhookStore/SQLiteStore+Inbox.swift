@@ -233,15 +233,9 @@ extension SQLiteStore {
     }
 
     public func finish(_ pair: ClaimedPair, outcome: PairOutcome, record: AttemptRecord) async throws -> Bool {
-        let now = Int(now())
-        let (status, due, error, failures): (String, Int, String?, Int) =
-            switch outcome {
-            case .done: ("done", now, nil, pair.failures)
-            case .retry(let at, let error): ("retry", Self.milliseconds(at), error, pair.failures + 1)
-            case .dead(let error): ("dead", now, error, pair.failures + 1)
-            }
+        let (due, failures) = outcome.recorded(for: pair, now: now())
         let item = FinishItem(
-            pair: pair, status: status, due: due, error: error, failures: failures, startedAt: Self.milliseconds(record.startedAt),
+            pair: pair, status: outcome.status.rawValue, due: Int(due), error: outcome.error, failures: failures, startedAt: Self.milliseconds(record.startedAt),
             finishedAt: Self.milliseconds(record.finishedAt), logs: AttemptLogLine.encode(record.logs))
         return try await writer.perform(kind: "finish", item: item) { writer, items in
             try await Self.finish(items, on: writer)

@@ -111,6 +111,16 @@ public enum PairOutcome: Sendable, Equatable {
         case .retry(_, let error), .dead(let error): error
         }
     }
+
+    /// What the engines write for `pair` ending this way at `now` (Unix milliseconds): when it is
+    /// due next, and its failures since the last replay (a failed attempt adds one).
+    func recorded(for pair: ClaimedPair, now: Int64) -> (due: Int64, failures: Int) {
+        switch self {
+        case .done: (now, pair.failures)
+        case .retry(let at, _): (Int64((at.timeIntervalSince1970 * 1000).rounded()), pair.failures + 1)
+        case .dead: (now, pair.failures + 1)
+        }
+    }
 }
 
 /// Pairs per state, and how far behind each source is.

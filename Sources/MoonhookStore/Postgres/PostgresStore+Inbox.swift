@@ -275,16 +275,10 @@ extension PostgresStore {
     }
 
     public func finish(_ pair: ClaimedPair, outcome: PairOutcome, record: AttemptRecord) async throws -> Bool {
-        let now = now()
-        let (status, due, error, failures): (String, Int64, String?, Int) =
-            switch outcome {
-            case .done: ("done", now, nil, pair.failures)
-            case .retry(let at, let error): ("retry", Self.milliseconds(at), error, pair.failures + 1)
-            case .dead(let error): ("dead", now, error, pair.failures + 1)
-            }
+        let (due, failures) = outcome.recorded(for: pair, now: now())
         return try await finishes.submit(
             FinishItem(
-                pair: pair, status: status, due: due, error: error.map(Self.text), failures: failures, startedAt: Self.milliseconds(record.startedAt),
+                pair: pair, status: outcome.status.rawValue, due: due, error: outcome.error.map(Self.text), failures: failures, startedAt: Self.milliseconds(record.startedAt),
                 finishedAt: Self.milliseconds(record.finishedAt), logs: AttemptLogLine.encode(record.logs)))
     }
 

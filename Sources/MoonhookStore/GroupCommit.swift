@@ -4,28 +4,34 @@ import SQLiteNIO
 import Synchronization
 
 /// Runs write work from many concurrent callers on one connection, batching whatever queued up
-/// while the previous transaction committed into the next one (group commit): one fsync serves the
-/// whole batch, so durability costs latency once per batch rather than once per request.
+/// while the previous transaction committed into the next one (group commit): one transaction and
+/// one fsync serve the whole batch, so durability costs latency once per batch rather than once per
+/// request. Deliveries' appends, attempts' outcomes and handlers' key-value writes all share it.
 ///
 /// Work of the same kind in one batch (every append, every recorded outcome) is handed to one call
 /// with all of its items, so that it can be written with one multi-row statement rather than a few
 /// statements per item: through SQLiteNIO each statement is two thread hand-offs, which on a busy
-/// machine cost more than the rows. Such work runs outside a transaction: each of its statements
-/// commits (and is fsynced) on its own, so it must keep the database consistent statement by
-/// statement. Other work runs in one transaction per batch.
+/// machine cost more than the rows.
 ///
-/// A failed transaction is not blamed on every caller: its jobs are run again one transaction each,
-/// so only the job that fails gets the error. When the transaction cannot even begin (the database is
-/// locked past the busy timeout, or unreadable), every job waiting then fails at once: they have
-/// waited as long as the batch did, and retrying each would make the last wait many timeouts.
+/// A failure belongs to the work that failed, never to the batch. Each kind, and the plain jobs
+/// together, run inside a savepoint: when one fails, its savepoint is rolled back and its jobs run
+/// again each in a savepoint of its own, so that only the job that fails gets the error, and the
+/// rest of the batch commits. (Work can also give one item its own failure as its result: a
+/// key-value write that cannot be done, such as an increment of a non-integer, fails only its own
+/// call that way.) Only when the database itself fails (locked past the busy timeout, unwritable)
+/// does the whole batch fail, and when it stayed locked, every job waiting then fails with it: they
+/// have waited as long as the batch did. Nobody hears success before the commit.
 final class GroupCommit: Sendable {
-    /// One caller's unit of work. Jobs with the same `kind` in one transaction run as one call of
-    /// the first one's `work`, which returns one result per item, in order.
+    typealias Outcome = Result<any Sendable, Error>
+
+    /// One caller's unit of work. Jobs with the same `kind` in one batch run as one call of the
+    /// first one's `work`, which returns one outcome per item, in order; a job without a kind runs
+    /// its `work` alone.
     struct Job: Sendable {
         let kind: String?
         let item: any Sendable
-        let work: @Sendable (isolated WriterThread, [any Sendable]) async throws -> [any Sendable]
-        let done: @Sendable (Result<any Sendable, Error>) -> Void
+        let work: @Sendable (isolated WriterThread, [any Sendable]) async throws -> [Outcome]
+        let done: @Sendable (Outcome) -> Void
     }
 
     /// Batch sizes so far.
@@ -52,30 +58,31 @@ final class GroupCommit: Sendable {
 
     var statistics: Statistics { state.withLock { $0.statistics } }
 
-    /// Runs `body` in a shared write transaction; returns its result once the transaction committed.
+    /// Runs `body` in the next batch's transaction, in a savepoint of its own when it fails;
+    /// returns its result once the transaction committed.
     func perform<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
-        try await submit(kind: nil, item: ()) { writer, _ in [try await body(writer.connection)] }
+        try await submit(kind: nil, item: ()) { writer, _ in [.success(try await body(writer.connection))] }
     }
 
     /// Writes `item` together with every other item of `kind` queued for the same batch: `work` gets
-    /// them all and returns one result per item. It runs outside a transaction (see above).
+    /// them all and returns one result per item.
     func perform<Item: Sendable, T: Sendable>(
         kind: String, item: Item, _ work: @escaping @Sendable (isolated WriterThread, [Item]) async throws -> [T]
     ) async throws -> T {
         try await submit(kind: kind, item: item) { writer, items in
-            try await work(writer, items.map { $0 as! Item })
+            try await work(writer, items.map { $0 as! Item }).map { .success($0) }
         }
     }
 
     private func submit<T: Sendable>(
-        kind: String?, item: any Sendable, _ work: @escaping @Sendable (isolated WriterThread, [any Sendable]) async throws -> [any Sendable]
+        kind: String?, item: any Sendable, _ work: @escaping @Sendable (isolated WriterThread, [any Sendable]) async throws -> [Outcome]
     ) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
             let job = Job(kind: kind, item: item, work: work) { result in
                 switch result {
                 case .success(let value as T): continuation.resume(returning: value)
                 case .success: continuation.resume(throwing: StoreError(.database, "a write returned the wrong kind of result"))
-                case .failure(let error): continuation.resume(throwing: error)
+                case .failure(let error): continuation.resume(throwing: Self.storeError(error))
                 }
             }
             let start = state.withLock { state -> Bool in
@@ -112,9 +119,13 @@ final class GroupCommit: Sendable {
         }
     }
 
-    /// Runs one batch: each kind's items with one call of its `work` (its statements commit on
-    /// their own, so a kind costs one round trip to the database, not three), then the jobs
-    /// without a kind in one transaction.
+    /// The database failed under the whole batch: nothing of it is kept.
+    private struct BatchFailure: Error {
+        let error: Error
+    }
+
+    /// Runs one batch in one transaction: each kind's items with one call of its `work` (appends
+    /// first: a sender's request waits on them), then the plain jobs.
     private func run(_ batch: [Job], on writer: isolated WriterThread) async {
         var kinds: [String: [Job]] = [:]
         var order: [String] = []
@@ -127,39 +138,95 @@ final class GroupCommit: Sendable {
             if kinds[kind] == nil { order.append(kind) }
             kinds[kind, default: []].append(job)
         }
-        // Appends first: a sender's request waits on them, nobody waits on the rest.
-        for kind in order.sorted(by: { ($0 == Self.firstKind ? 0 : 1) < ($1 == Self.firstKind ? 0 : 1) }) {
-            let jobs = kinds[kind]!
-            do {
-                let values = try await jobs[0].work(writer, jobs.map(\.item))
-                guard values.count == jobs.count else {
-                    throw StoreError(.database, "a batched write returned \(values.count) results for \(jobs.count) items")
-                }
-                for (job, value) in zip(jobs, values) { job.done(.success(value)) }
-            } catch {
-                let error = Self.storeError(error)
-                if Self.isLocked(error) {
-                    failAll(jobs + plain, error)
-                    return
-                }
-                for job in jobs { job.done(.failure(error)) }
+        order.sort { ($0 == Self.firstKind ? 0 : 1) < ($1 == Self.firstKind ? 0 : 1) }
+        var finished: [(Job, Outcome)] = []
+        finished.reserveCapacity(batch.count)
+        do {
+            try await execute("BEGIN IMMEDIATE", on: writer)
+            for kind in order {
+                let jobs = kinds[kind]!
+                finished += try await runTogether(jobs, on: writer) { try await jobs[0].work(writer, jobs.map(\.item)) }
             }
+            if !plain.isEmpty {
+                finished += try await runTogether(plain, on: writer) {
+                    var outcomes: [Outcome] = []
+                    for job in plain { outcomes.append(try await Self.single(job, on: writer)) }
+                    return outcomes
+                }
+            }
+            try await execute("COMMIT", on: writer)
+        } catch {
+            let cause = (error as? BatchFailure)?.error ?? error
+            try? await execute("ROLLBACK", on: writer)
+            if Self.isLocked(cause) {
+                failAll(batch, cause)
+            } else {
+                for job in batch { job.done(.failure(cause)) }
+            }
+            return
         }
-        if plain.isEmpty { return }
-        switch await transaction(plain, on: writer) {
-        case .committed(let results):
-            for (job, result) in zip(plain, results) { job.done(.success(result)) }
-        case .notBegun(let error):
-            failAll(plain, error)
-        case .failed(let error) where plain.count == 1:
-            plain[0].done(.failure(error))
-        case .failed:
-            for job in plain {
-                switch await transaction([job], on: writer) {
-                case .committed(let results): job.done(.success(results[0]))
-                case .notBegun(let error), .failed(let error): job.done(.failure(error))
+        for (job, outcome) in finished { job.done(outcome) }
+    }
+
+    /// Runs `work` for `jobs` in one savepoint; when it fails, each job again in a savepoint of
+    /// its own, so that only the one that fails gets the error.
+    private func runTogether(
+        _ jobs: [Job], on writer: isolated WriterThread, _ work: () async throws -> [Outcome]
+    ) async throws -> [(Job, Outcome)] {
+        let together = try await inSavepoint(on: writer) {
+            let outcomes = try await work()
+            guard outcomes.count == jobs.count else {
+                throw StoreError(.database, "a batched write returned \(outcomes.count) results for \(jobs.count) items")
+            }
+            return outcomes
+        }
+        switch together {
+        case .success(let outcomes):
+            return Array(zip(jobs, outcomes))
+        case .failure(let error) where jobs.count == 1:
+            return [(jobs[0], .failure(error))]
+        case .failure:
+            var finished: [(Job, Outcome)] = []
+            for job in jobs {
+                switch try await inSavepoint(on: writer, { [try await Self.single(job, on: writer)] }) {
+                case .success(let outcomes): finished.append((job, outcomes[0]))
+                case .failure(let error): finished.append((job, .failure(error)))
                 }
             }
+            return finished
+        }
+    }
+
+    private static func single(_ job: Job, on writer: isolated WriterThread) async throws -> Outcome {
+        guard let outcome = try await job.work(writer, [job.item]).first else { throw StoreError(.database, "a write returned no result") }
+        return outcome
+    }
+
+    /// Runs `body` inside a savepoint: its error rolls back what it wrote and is returned; an error
+    /// of the database itself (locked, unwritable), or a savepoint that cannot be rolled back,
+    /// fails the whole batch.
+    private func inSavepoint(
+        on writer: isolated WriterThread, _ body: () async throws -> [Outcome]
+    ) async throws -> Result<[Outcome], Error> {
+        try await execute("SAVEPOINT work", on: writer)
+        do {
+            let outcomes = try await body()
+            try await execute("RELEASE work", on: writer)
+            return .success(outcomes)
+        } catch {
+            let error = Self.storeError(error)
+            if Self.failsBatch(error) { throw BatchFailure(error: error) }
+            try await execute("ROLLBACK TO work", on: writer)
+            try await execute("RELEASE work", on: writer)
+            return .failure(error)
+        }
+    }
+
+    private func execute(_ sql: String, on writer: isolated WriterThread) async throws {
+        do {
+            _ = try await writer.connection.query(sql)
+        } catch {
+            throw BatchFailure(error: Self.storeError(error))
         }
     }
 
@@ -180,33 +247,11 @@ final class GroupCommit: Sendable {
         (storeError(error) as? StoreError)?.reason == .busy
     }
 
-    private enum Outcome {
-        /// One result per job.
-        case committed([any Sendable])
-        case notBegun(Error)
-        case failed(Error)
-    }
-
-    /// Runs `jobs` in one transaction.
-    private func transaction(_ jobs: [Job], on writer: isolated WriterThread) async -> Outcome {
-        do {
-            _ = try await writer.connection.query("BEGIN IMMEDIATE")
-        } catch {
-            return .notBegun(Self.storeError(error))
-        }
-        do {
-            var results: [any Sendable] = []
-            for job in jobs {
-                let values = try await job.work(writer, [job.item])
-                guard let value = values.first else { throw StoreError(.database, "a write returned no result") }
-                results.append(value)
-            }
-            _ = try await writer.connection.query("COMMIT")
-            return .committed(results)
-        } catch {
-            _ = try? await writer.connection.query("ROLLBACK")
-            return .failed(Self.storeError(error))
-        }
+    /// Whether `error` is the database failing rather than the work: it may have rolled back the
+    /// whole transaction.
+    static func failsBatch(_ error: Error) -> Bool {
+        guard let error = storeError(error) as? StoreError else { return false }
+        return error.reason == .busy || error.reason == .unavailable
     }
 
     static func storeError(_ error: Error) -> Error {

@@ -2,10 +2,7 @@ import Foundation
 
 /// A `KeyValueStore` in memory, for `moonhook run` and single-shot tools: nothing survives the process.
 public actor MemoryKeyValueStore: KeyValueStore {
-    private struct Entry {
-        var value: [UInt8]
-        var expiresAt: Int64?
-    }
+    private typealias Entry = KeyValueWrite.Entry
 
     private var entries: [String: [String: Entry]] = [:]
     private let clock: @Sendable () -> Int64
@@ -21,45 +18,34 @@ public actor MemoryKeyValueStore: KeyValueStore {
         return entry
     }
 
-    private func expiry(_ ttl: Duration?) -> Int64? { ttl.map { clock() + $0.totalMilliseconds } }
+    private func write(_ write: KeyValueWrite) throws(StoreError) -> KeyValueWrite.Outcome {
+        let (entry, outcome) = try write.apply(to: live(write.namespace, write.key), now: clock())
+        entries[write.namespace, default: [:]][write.key] = entry
+        return outcome
+    }
 
     public func get(_ namespace: String, _ key: String) -> [UInt8]? { live(namespace, key)?.value }
 
-    public func set(_ namespace: String, _ key: String, _ value: [UInt8], ttl: Duration?) {
-        entries[namespace, default: [:]][key] = Entry(value: value, expiresAt: expiry(ttl))
+    public func set(_ namespace: String, _ key: String, _ value: [UInt8], ttl: Duration?) throws {
+        _ = try write(KeyValueWrite(namespace, key, .set(value, ttl: ttl)))
     }
 
-    public func delete(_ namespace: String, _ key: String) -> Bool {
-        let existed = live(namespace, key) != nil
-        entries[namespace]?[key] = nil
-        return existed
+    public func delete(_ namespace: String, _ key: String) throws -> Bool {
+        try write(KeyValueWrite(namespace, key, .delete)) == .flag(true)
     }
 
     public func increment(_ namespace: String, _ key: String, by: Int64, ttl: Duration?) throws -> Int64 {
-        let current = live(namespace, key)
-        var base: Int64 = 0
-        if let current {
-            guard let text = String(validating: current.value, as: UTF8.self), let number = Int64(text) else {
-                throw StoreError(.notAnInteger, "the value at '\(key)' is not an integer")
-            }
-            base = number
-        }
-        let (sum, overflow) = base.addingReportingOverflow(by)
-        if overflow { throw StoreError(.overflow, "incrementing '\(key)' overflows 64 bits") }
-        entries[namespace, default: [:]][key] = Entry(value: Array(String(sum).utf8), expiresAt: current?.expiresAt ?? expiry(ttl))
-        return sum
+        guard case .number(let value) = try write(KeyValueWrite(namespace, key, .increment(by, ttl: ttl))) else { return 0 }
+        return value
     }
 
-    public func add(_ namespace: String, _ key: String, _ value: [UInt8], ttl: Duration?) -> Bool {
-        guard live(namespace, key) == nil else { return false }
-        set(namespace, key, value, ttl: ttl)
-        return true
+    public func add(_ namespace: String, _ key: String, _ value: [UInt8], ttl: Duration?) throws -> Bool {
+        try write(KeyValueWrite(namespace, key, .add(value, ttl: ttl))) == .flag(true)
     }
 
-    public func compareAndSwap(_ namespace: String, _ key: String, expected: [UInt8]?, new: [UInt8], ttl: Duration?) -> Bool {
-        guard live(namespace, key)?.value == expected else { return false }
-        set(namespace, key, new, ttl: ttl)
-        return true
+    public func compareAndSwap(_ namespace: String, _ key: String, expected: [UInt8]?, new: [UInt8], ttl: Duration?) throws -> Bool {
+        guard let expected else { return try add(namespace, key, new, ttl: ttl) }
+        return try write(KeyValueWrite(namespace, key, .compareAndSwap(expected: expected, new: new, ttl: ttl))) == .flag(true)
     }
 
     public func list(_ namespace: String, prefix: String, limit: Int, after cursor: String?) -> [(key: String, value: [UInt8])] {

@@ -2,9 +2,9 @@ import NIOCore
 import SQLiteNIO
 
 extension SQLiteStore {
-    private func text(_ bytes: [UInt8]) -> SQLiteData { .text(String(decoding: bytes, as: UTF8.self)) }
-    private func expiry(_ ttl: Duration?) -> SQLiteData { ttl.map { .integer(Int(now() + $0.totalMilliseconds)) } ?? .null }
 
+    /// Reads run on their own connection, never behind the writer; they see every write that
+    /// returned, since a write returns only once committed.
     public func get(_ namespace: String, _ key: String) async throws -> [UInt8]? {
         let rows = try await query(
             "SELECT value FROM kv WHERE namespace = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
@@ -13,79 +13,96 @@ extension SQLiteStore {
     }
 
     public func set(_ namespace: String, _ key: String, _ value: [UInt8], ttl: Duration?) async throws {
-        try await query(
-            """
-            INSERT INTO kv (namespace, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
-            ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
-            """,
-            [.text(namespace), .text(key), text(value), expiry(ttl)])
+        _ = try await write(KeyValueWrite(namespace, key, .set(value, ttl: ttl)))
     }
 
     public func delete(_ namespace: String, _ key: String) async throws -> Bool {
-        let rows = try await query(
-            "DELETE FROM kv WHERE namespace = ?1 AND key = ?2 RETURNING expires_at",
-            [.text(namespace), .text(key)])
-        guard let row = rows.first else { return false }
-        let expiresAt = row.column("expires_at")?.integer
-        return expiresAt == nil || Int64(expiresAt!) > now()
+        try await write(KeyValueWrite(namespace, key, .delete)) == .flag(true)
     }
 
     public func increment(_ namespace: String, _ key: String, by: Int64, ttl: Duration?) async throws -> Int64 {
-        // One statement, so concurrent increments from any number of processes never lose an update.
-        // A live value that is not an integer makes the new value NULL, which the NOT NULL
-        // constraint refuses; an overflow makes SQLite switch to a float, refused the same way.
-        do {
-            let rows = try await connection.query(
-                """
-                INSERT INTO kv (namespace, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
-                ON CONFLICT (namespace, key) DO UPDATE SET
-                    value = CASE
-                        WHEN kv.expires_at IS NOT NULL AND kv.expires_at <= ?5 THEN excluded.value
-                        WHEN json_valid(kv.value) AND json_type(kv.value) = 'integer'
-                             AND typeof(CAST(kv.value AS INTEGER) + ?6) = 'integer'
-                             AND ((?6 >= 0 AND CAST(kv.value AS INTEGER) + ?6 >= CAST(kv.value AS INTEGER))
-                                  OR (?6 < 0 AND CAST(kv.value AS INTEGER) + ?6 < CAST(kv.value AS INTEGER)))
-                        THEN CAST(CAST(kv.value AS INTEGER) + ?6 AS TEXT)
-                        ELSE NULL END,
-                    expires_at = CASE
-                        WHEN kv.expires_at IS NOT NULL AND kv.expires_at <= ?5 THEN excluded.expires_at
-                        ELSE kv.expires_at END
-                RETURNING value
-                """,
-                [.text(namespace), .text(key), .text(String(by)), expiry(ttl), .integer(Int(now())), .integer(Int(by))])
-            guard let text = rows.first?.column("value")?.string, let value = Int64(text) else {
-                throw StoreError(.database, "increment returned no value")
-            }
-            return value
-        } catch let error as SQLiteError where error.reason == .constraintNotNullFailed || error.reason == .constraint {
-            throw StoreError(.notAnInteger, "the value at '\(key)' is not an integer, or adding \(by) overflows 64 bits")
-        } catch let error as SQLiteError {
-            throw Self.storeError(error)
+        guard case .number(let value) = try await write(KeyValueWrite(namespace, key, .increment(by, ttl: ttl))) else {
+            throw StoreError(.database, "increment returned no value")
         }
+        return value
     }
 
     public func add(_ namespace: String, _ key: String, _ value: [UInt8], ttl: Duration?) async throws -> Bool {
-        let rows = try await query(
-            """
-            INSERT INTO kv (namespace, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
-            ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
-                WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?5
-            RETURNING 1 AS added
-            """,
-            [.text(namespace), .text(key), text(value), expiry(ttl), .integer(Int(now()))])
-        return !rows.isEmpty
+        try await write(KeyValueWrite(namespace, key, .add(value, ttl: ttl))) == .flag(true)
     }
 
     public func compareAndSwap(_ namespace: String, _ key: String, expected: [UInt8]?, new: [UInt8], ttl: Duration?) async throws -> Bool {
         guard let expected else { return try await add(namespace, key, new, ttl: ttl) }
-        let rows = try await query(
-            """
-            UPDATE kv SET value = ?3, expires_at = ?4
-            WHERE namespace = ?1 AND key = ?2 AND value = ?5 AND (expires_at IS NULL OR expires_at > ?6)
-            RETURNING 1 AS swapped
-            """,
-            [.text(namespace), .text(key), text(new), expiry(ttl), text(expected), .integer(Int(now()))])
-        return !rows.isEmpty
+        return try await write(KeyValueWrite(namespace, key, .compareAndSwap(expected: expected, new: new, ttl: ttl))) == .flag(true)
+    }
+
+    /// Hands `write` to the writer's next group commit, with every other key-value write queued
+    /// by then: it shares the batch's transaction and fsync, and returns once they are done.
+    private func write(_ write: KeyValueWrite) async throws -> KeyValueWrite.Outcome {
+        let clock = clock
+        let result = try await writer.perform(kind: "kv", item: write) { writer, items in
+            try await Self.write(items, now: clock.milliseconds(), on: writer)
+        }
+        return try result.get()
+    }
+
+    /// Applies a batch of writes inside the writer's transaction, which holds the database's write
+    /// lock, so that nothing changes between the read and the write: one read of every key the
+    /// batch touches, the writes applied in order in memory (`KeyValueWrite.apply`, each with its
+    /// own outcome, a failure included), one write of every key that changed. A statement's cost
+    /// is mostly SQLite compiling it (SQLiteNIO keeps no prepared statements), so a batch costs
+    /// three statements whatever the number of writes in it.
+    static func write(_ items: [KeyValueWrite], now: Int64, on writer: isolated WriterThread) async throws -> [Result<KeyValueWrite.Outcome, StoreError>] {
+        struct Key: Hashable {
+            var namespace: String
+            var key: String
+        }
+        let keys = Array(Set(items.map { Key(namespace: $0.namespace, key: $0.key) }))
+        var entries: [Key: KeyValueWrite.Entry] = [:]
+        for chunk in stride(from: 0, to: keys.count, by: 400).map({ keys[$0..<min($0 + 400, keys.count)] }) {
+            let rows = try await writer.connection.query(
+                "SELECT namespace, key, value, expires_at FROM kv WHERE (namespace, key) IN (VALUES \(Array(repeating: "(?, ?)", count: chunk.count).joined(separator: ", ")))",
+                chunk.flatMap { [SQLiteData.text($0.namespace), .text($0.key)] })
+            for row in rows {
+                guard let namespace = row.column("namespace")?.string, let key = row.column("key")?.string, let value = row.column("value")?.string else { continue }
+                let expiresAt = row.column("expires_at")?.integer.map(Int64.init)
+                if let expiresAt, expiresAt <= now { continue }
+                entries[Key(namespace: namespace, key: key)] = KeyValueWrite.Entry(value: Array(value.utf8), expiresAt: expiresAt)
+            }
+        }
+        var changed: Set<Key> = []
+        let results = items.map { item -> Result<KeyValueWrite.Outcome, StoreError> in
+            let key = Key(namespace: item.namespace, key: item.key)
+            do throws(StoreError) {
+                let (entry, outcome) = try item.apply(to: entries[key], now: now)
+                if entry != entries[key] || entry == nil {
+                    entries[key] = entry
+                    changed.insert(key)
+                }
+                return .success(outcome)
+            } catch {
+                return .failure(error)
+            }
+        }
+        let kept = changed.filter { entries[$0] != nil }
+        let gone = changed.filter { entries[$0] == nil }
+        for chunk in stride(from: 0, to: kept.count, by: 400).map({ Array(kept)[$0..<min($0 + 400, kept.count)] }) {
+            var binds: [SQLiteData] = []
+            for key in chunk {
+                let entry = entries[key]!
+                binds += [.text(key.namespace), .text(key.key), .text(String(decoding: entry.value, as: UTF8.self)), entry.expiresAt.map { .integer(Int($0)) } ?? .null]
+            }
+            _ = try await writer.connection.query(
+                "INSERT INTO kv (namespace, key, value, expires_at) VALUES \(Array(repeating: "(?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")) "
+                    + "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+                binds)
+        }
+        for chunk in stride(from: 0, to: gone.count, by: 400).map({ Array(gone)[$0..<min($0 + 400, gone.count)] }) {
+            _ = try await writer.connection.query(
+                "DELETE FROM kv WHERE (namespace, key) IN (VALUES \(Array(repeating: "(?, ?)", count: chunk.count).joined(separator: ", ")))",
+                chunk.flatMap { [SQLiteData.text($0.namespace), .text($0.key)] })
+        }
+        return results
     }
 
     public func list(_ namespace: String, prefix: String, limit: Int, after cursor: String?) async throws -> [(key: String, value: [UInt8])] {
@@ -103,8 +120,10 @@ extension SQLiteStore {
     }
 
     public func purgeExpired() async throws -> Int {
-        let rows = try await query("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1 RETURNING 1", [.integer(Int(now()))])
-        return rows.count
+        let now = Int(now())
+        return try await writer.perform { connection in
+            try await connection.query("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1 RETURNING 1", [.integer(now)]).count
+        }
     }
 
     public func entries(after cursor: KeyValueEntry?, limit: Int) async throws -> [KeyValueEntry] {

@@ -12,7 +12,7 @@ import ServiceLifecycle
 public protocol Store: DeliveryInbox, KeyValueStore, Service {
     /// Where the store is, for logs: `sqlite:PATH` or the PostgreSQL URL without its password.
     var location: String { get }
-    /// How appends were batched so far.
+    /// How writes (appends, outcomes, key-value writes) were batched so far.
     var writeStatistics: WriteStatistics { get }
     /// The schema version the database is at.
     func schemaVersion() async throws -> Int
@@ -30,7 +30,7 @@ extension Store {
     }
 }
 
-/// How a store's appends were batched: batches, writes, the largest batch, and the time spent writing.
+/// How a store's writes were batched: batches, writes, the largest batch, and the time spent writing.
 public struct WriteStatistics: Sendable, Equatable {
     public var batches = 0
     public var writes = 0

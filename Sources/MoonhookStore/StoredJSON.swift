@@ -1,41 +1,57 @@
-/// The JSON text of the inbox's `headers` and `handlers` columns, written by hand: it is built for
-/// every delivery on the receiving path, where Foundation's encoder costs more than the insert.
-enum StoredJSON {
+/// JSON text written by hand, byte by byte: the inbox's `headers` and `handlers` columns, built
+/// for every delivery on the receiving path, and the server's log lines. Foundation's encoder, or
+/// appending a `String` a scalar at a time, cost more there than the insert itself.
+public enum StoredJSON {
     static func object(_ fields: [String: String]) -> String {
-        var output = "{"
+        var output: [UInt8] = []
+        output.reserveCapacity(64 * fields.count + 2)
+        output.append(UInt8(ascii: "{"))
         for (index, key) in fields.keys.sorted().enumerated() {
-            if index > 0 { output += "," }
-            string(key, into: &output)
-            output += ":"
-            string(fields[key]!, into: &output)
+            if index > 0 { output.append(UInt8(ascii: ",")) }
+            appendString(key, to: &output)
+            output.append(UInt8(ascii: ":"))
+            appendString(fields[key]!, to: &output)
         }
-        return output + "}"
+        output.append(UInt8(ascii: "}"))
+        return String(decoding: output, as: UTF8.self)
     }
 
     static func array(_ items: [String]) -> String {
-        var output = "["
+        var output: [UInt8] = [UInt8(ascii: "[")]
         for (index, item) in items.enumerated() {
-            if index > 0 { output += "," }
-            string(item, into: &output)
+            if index > 0 { output.append(UInt8(ascii: ",")) }
+            appendString(item, to: &output)
         }
-        return output + "]"
+        output.append(UInt8(ascii: "]"))
+        return String(decoding: output, as: UTF8.self)
     }
 
-    static func string(_ text: String, into output: inout String) {
-        output += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": output += "\\\""
-            case "\\": output += "\\\\"
-            case "\n": output += "\\n"
-            case "\r": output += "\\r"
-            case "\t": output += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: output.unicodeScalars.append(scalar)
+    /// `text` as a JSON string, in UTF-8: only the quote, the backslash and control characters are
+    /// escaped. Working on bytes is safe: every byte of a multi-byte UTF-8 sequence is 0x80 or more.
+    public static func appendString(_ text: String, to output: inout [UInt8]) {
+        output.append(UInt8(ascii: "\""))
+        var text = text
+        text.withUTF8 { bytes in
+            var clean = 0
+            for (index, byte) in bytes.enumerated() where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[clean..<index]))
+                clean = index + 1
+                output.append(UInt8(ascii: "\\"))
+                switch byte {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"): output.append(byte)
+                case UInt8(ascii: "\n"): output.append(UInt8(ascii: "n"))
+                case UInt8(ascii: "\r"): output.append(UInt8(ascii: "r"))
+                case UInt8(ascii: "\t"): output.append(UInt8(ascii: "t"))
+                default:
+                    output.append(contentsOf: "u00".utf8)
+                    output.append(hexDigits[Int(byte >> 4)])
+                    output.append(hexDigits[Int(byte & 0xf)])
+                }
             }
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[clean...]))
         }
-        output += "\""
+        output.append(UInt8(ascii: "\""))
     }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 }

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
-import WebhookVerification
+import MoonhookStore
 
 /// One JSON object per line on standard error: what log collectors want when moonhook does not run
 /// on a terminal. Keys: `ts`, `level`, `msg`, `logger`, then the metadata's dotted keys.
@@ -30,26 +30,26 @@ struct JSONLogHandler: LogHandler {
     }
 
     private func write(level: Logger.Level, message: Logger.Message, explicit: Logger.Metadata?) {
-        // Built by hand: a log line per request must cost microseconds, not a JSONSerialization pass.
+        // Built by hand, bytes into one buffer: a log line per request must cost microseconds, not
+        // a JSONSerialization pass.
         var output: [UInt8] = []
-        output.reserveCapacity(256)
-        output += Array(#"{"ts":""#.utf8)
+        output.reserveCapacity(320)
+        output.append(contentsOf: #"{"ts":""#.utf8)
         Self.appendTimestamp(to: &output)
-        output += Array(#"","level":""#.utf8)
-        output += Array(level.rawValue.utf8)
-        output += Array(#"","msg":"#.utf8)
-        CanonicalJSON.writeString(message.description, to: &output)
-        output += Array(#","logger":"#.utf8)
-        CanonicalJSON.writeString(label, to: &output)
-        var merged = metadata
-        if let explicit { merged.merge(explicit) { $1 } }
+        output.append(contentsOf: #"","level":""#.utf8)
+        output.append(contentsOf: level.rawValue.utf8)
+        output.append(contentsOf: #"","msg":"#.utf8)
+        StoredJSON.appendString(message.description, to: &output)
+        output.append(contentsOf: #","logger":"#.utf8)
+        StoredJSON.appendString(label, to: &output)
+        let merged = explicit.map { metadata.isEmpty ? $0 : metadata.merging($0) { $1 } } ?? metadata
         for key in merged.keys.sorted() {
             output.append(UInt8(ascii: ","))
-            CanonicalJSON.writeString(key, to: &output)
+            StoredJSON.appendString(key, to: &output)
             output.append(UInt8(ascii: ":"))
-            CanonicalJSON.writeString("\(merged[key]!)", to: &output)
+            StoredJSON.appendString(merged[key]!.description, to: &output)
         }
-        output += Array("}\n".utf8)
+        output.append(contentsOf: "}\n".utf8)
         Self.output.withLock { _ in
             _ = output.withUnsafeBytes { Glibc.write(STDERR_FILENO, $0.baseAddress, $0.count) }
         }
@@ -62,22 +62,22 @@ struct JSONLogHandler: LogHandler {
         var seconds = now.tv_sec
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func digits(_ value: Int32, _ count: Int) {
-            var text = [UInt8](repeating: UInt8(ascii: "0"), count: count)
-            var rest = value
-            for index in stride(from: count - 1, through: 0, by: -1) {
-                text[index] = UInt8(ascii: "0") + UInt8(rest % 10)
-                rest /= 10
+        func digits(_ value: Int32, _ count: Int, then separator: Character) {
+            var divisor: Int32 = 1
+            for _ in 1..<count { divisor *= 10 }
+            while divisor > 0 {
+                output.append(UInt8(ascii: "0") + UInt8(value / divisor % 10))
+                divisor /= 10
             }
-            output += text
+            output.append(UInt8(ascii: separator.unicodeScalars.first!))
         }
-        digits(parts.tm_year + 1900, 4); output.append(UInt8(ascii: "-"))
-        digits(parts.tm_mon + 1, 2); output.append(UInt8(ascii: "-"))
-        digits(parts.tm_mday, 2); output.append(UInt8(ascii: "T"))
-        digits(parts.tm_hour, 2); output.append(UInt8(ascii: ":"))
-        digits(parts.tm_min, 2); output.append(UInt8(ascii: ":"))
-        digits(parts.tm_sec, 2); output.append(UInt8(ascii: "."))
-        digits(Int32(now.tv_nsec / 1_000_000), 3); output.append(UInt8(ascii: "Z"))
+        digits(parts.tm_year + 1900, 4, then: "-")
+        digits(parts.tm_mon + 1, 2, then: "-")
+        digits(parts.tm_mday, 2, then: "T")
+        digits(parts.tm_hour, 2, then: ":")
+        digits(parts.tm_min, 2, then: ":")
+        digits(parts.tm_sec, 2, then: ".")
+        digits(Int32(now.tv_nsec / 1_000_000), 3, then: "Z")
     }
 }
 

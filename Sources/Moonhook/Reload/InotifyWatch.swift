@@ -40,30 +40,31 @@ final class InotifyWatch {
     func drain() -> (folders: Set<String>, rootChanged: Bool) {
         var touched: Set<String> = []
         var rootChanged = false
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            guard count > 0 else { break }
-            var offset = 0
-            while offset + MemoryLayout<inotify_event>.size <= count {
-                let (watch, mask, length, name) = buffer.withUnsafeBytes { raw -> (Int32, UInt32, Int, String) in
-                    let event = raw.loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
+        // Called on every poll of the watcher: a small buffer, not zeroed (read fills what it
+        // returns); a burst of events takes several reads.
+        withUnsafeTemporaryAllocation(byteCount: 4096, alignment: MemoryLayout<inotify_event>.alignment) { buffer in
+            while true {
+                let count = read(descriptor, buffer.baseAddress, buffer.count)
+                guard count > 0 else { break }
+                var offset = 0
+                while offset + MemoryLayout<inotify_event>.size <= count {
+                    let event = UnsafeRawBufferPointer(buffer).loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
                     let nameStart = offset + MemoryLayout<inotify_event>.size
-                    let nameBytes = raw[nameStart..<nameStart + Int(event.len)].prefix { $0 != 0 }
-                    return (event.wd, event.mask, Int(event.len), String(decoding: nameBytes, as: UTF8.self))
-                }
-                offset += MemoryLayout<inotify_event>.size + length
-                if mask & UInt32(IN_Q_OVERFLOW) != 0 { rootChanged = true }
-                if mask & UInt32(IN_IGNORED) != 0 {
-                    folders[watch] = nil
-                    continue
-                }
-                guard let folder = folders[watch] else { continue }
-                if folder.isEmpty {
-                    rootChanged = true
-                    if !name.isEmpty, !name.hasPrefix(".") { touched.insert(name) }
-                } else {
-                    touched.insert(folder)
+                    let nameBytes = UnsafeRawBufferPointer(buffer)[nameStart..<min(count, nameStart + Int(event.len))].prefix { $0 != 0 }
+                    let (watch, mask, name) = (event.wd, event.mask, String(decoding: nameBytes, as: UTF8.self))
+                    offset = nameStart + Int(event.len)
+                    if mask & UInt32(IN_Q_OVERFLOW) != 0 { rootChanged = true }
+                    if mask & UInt32(IN_IGNORED) != 0 {
+                        folders[watch] = nil
+                        continue
+                    }
+                    guard let folder = folders[watch] else { continue }
+                    if folder.isEmpty {
+                        rootChanged = true
+                        if !name.isEmpty, !name.hasPrefix(".") { touched.insert(name) }
+                    } else {
+                        touched.insert(folder)
+                    }
                 }
             }
         }

@@ -78,7 +78,9 @@ enum PostgresMigrations {
                 PRIMARY KEY (delivery, handler, attempt)
             )
             """,
-        ]
+        ],
+        // 2: handlers' key-value writes in batches.
+        [PostgresStore.keyValueFunction],
     ]
 
     static func version(on client: PostgresClient, logger: Logger) async throws -> Int {

@@ -27,6 +27,7 @@ public final class PostgresStore: Store {
     private let runner: Task<Void, Never>
     let appends: WriteBatcher<AppendItem, Result<AppendResult, StoreError>>
     let finishes: WriteBatcher<FinishItem, Bool>
+    let keyValueWrites: WriteBatcher<KeyValueWrite, KeyValueWriteResult>
     let wakeupChannel: PostgresWakeups
     private let closed = Atomic(false)
 
@@ -34,7 +35,15 @@ public final class PostgresStore: Store {
 
     public var wakeups: AsyncStream<Void> { wakeupChannel.stream }
 
-    public var writeStatistics: WriteStatistics { appends.statistics }
+    /// Appends', outcomes' and key-value writes' batches together: each is a transaction of its own.
+    public var writeStatistics: WriteStatistics {
+        [appends.statistics, finishes.statistics, keyValueWrites.statistics].reduce(into: WriteStatistics()) { total, one in
+            total.batches += one.batches
+            total.writes += one.writes
+            total.largestBatch = max(total.largestBatch, one.largestBatch)
+            total.busy += one.busy
+        }
+    }
 
     private init(client: PostgresClient, url: PostgresURL, logger: Logger, options: StoreOptions, wakeups: PostgresWakeups, runner: Task<Void, Never>) {
         self.client = client
@@ -48,6 +57,7 @@ public final class PostgresStore: Store {
         let connection = BatchConnection()
         self.appends = WriteBatcher { items in try await connection.store!.appendBatch(items) }
         self.finishes = WriteBatcher { items in try await connection.store!.finishBatch(items) }
+        self.keyValueWrites = WriteBatcher { items in try await connection.store!.keyValueBatch(items) }
         connection.store = self
     }
 

@@ -175,7 +175,7 @@ measure() {  # name path signature
   read -r _ requests rps p50 p99 status sockets < <(taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/post.lua" "$URL" | grep '^RESULT') ||
     die "wrk printed no result for $name $path"
   stopped=$(now)
-  if [[ $name == moonhook* ]]; then
+  if [[ $name == moonhook* && $path == valid ]]; then
     # Handled, not answered: the backlog when the load stopped, and the time until it was gone.
     backlog=$(waiting)
     while [ "$(waiting)" != 0 ]; do sleep 0.05; done

@@ -12,7 +12,7 @@ import Testing
 /// Durable delivery through the production `buildApplication`: deduplication, retries, dead
 /// letters, replay, concurrency limits, leases of a dead process, synchronous answers; on every
 /// store engine.
-@Suite("Durable delivery")
+@Suite("Durable delivery", .timeLimit(.minutes(2)))
 struct DeliveryTests {
     static func configuration(_ handlers: TestHandlers, _ engine: StoreEngine = .sqlite) async throws -> ServerConfiguration {
         var configuration = configurationWithoutStore(handlers)

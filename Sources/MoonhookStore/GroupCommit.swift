@@ -13,8 +13,8 @@ import Synchronization
 /// statements per item: through SQLiteNIO each statement is two thread hand-offs, which on a busy
 /// machine cost more than the rows.
 ///
-/// A failure belongs to the work that failed, never to the batch. Each kind, and the plain jobs
-/// together, run inside a savepoint: when one fails, its savepoint is rolled back and its jobs run
+/// A failure belongs to the work that failed, never to the batch. In a batch of more than one
+/// kind, each kind, and the plain jobs together, run inside a savepoint: when one fails, its savepoint is rolled back and its jobs run
 /// again each in a savepoint of its own, so that only the job that fails gets the error, and the
 /// rest of the batch commits. (Work can also give one item its own failure as its result: a
 /// key-value write that cannot be done, such as an increment of a non-integer, fails only its own
@@ -139,6 +139,10 @@ final class GroupCommit: Sendable {
             kinds[kind, default: []].append(job)
         }
         order.sort { ($0 == Self.firstKind ? 0 : 1) < ($1 == Self.firstKind ? 0 : 1) }
+        if order.count + (plain.isEmpty ? 0 : 1) == 1 {
+            await runAlone(plain.isEmpty ? kinds[order[0]]! : plain, batch: batch, on: writer)
+            return
+        }
         var finished: [(Job, Outcome)] = []
         finished.reserveCapacity(batch.count)
         do {
@@ -166,6 +170,50 @@ final class GroupCommit: Sendable {
             return
         }
         for (job, outcome) in finished { job.done(outcome) }
+    }
+
+    /// A batch of one kind, or of plain jobs only: its transaction needs no savepoint (each
+    /// statement is two thread hand-offs, which a loaded machine makes slow). When the work fails,
+    /// the transaction is rolled back and, if it held several jobs, each runs again in a
+    /// transaction of its own, so that only the one that fails gets the error.
+    private func runAlone(_ jobs: [Job], batch: [Job], on writer: isolated WriterThread) async {
+        func together() async throws -> [Outcome] {
+            if jobs[0].kind == nil {
+                var outcomes: [Outcome] = []
+                for job in jobs { outcomes.append(try await Self.single(job, on: writer)) }
+                return outcomes
+            }
+            let outcomes = try await jobs[0].work(writer, jobs.map(\.item))
+            guard outcomes.count == jobs.count else {
+                throw StoreError(.database, "a batched write returned \(outcomes.count) results for \(jobs.count) items")
+            }
+            return outcomes
+        }
+        do {
+            try await execute("BEGIN IMMEDIATE", on: writer)
+            let outcomes = try await together()
+            try await execute("COMMIT", on: writer)
+            for (job, outcome) in zip(jobs, outcomes) { job.done(outcome) }
+            return
+        } catch {
+            let cause = Self.storeError((error as? BatchFailure)?.error ?? error)
+            try? await execute("ROLLBACK", on: writer)
+            if error is BatchFailure || Self.failsBatch(cause) || jobs.count == 1 {
+                if Self.isLocked(cause) { failAll(batch, cause) } else { for job in jobs { job.done(.failure(cause)) } }
+                return
+            }
+        }
+        for job in jobs {
+            do {
+                try await execute("BEGIN IMMEDIATE", on: writer)
+                let outcome = try await Self.single(job, on: writer)
+                try await execute("COMMIT", on: writer)
+                job.done(outcome)
+            } catch {
+                try? await execute("ROLLBACK", on: writer)
+                job.done(.failure(Self.storeError((error as? BatchFailure)?.error ?? error)))
+            }
+        }
     }
 
     /// Runs `work` for `jobs` in one savepoint; when it fails, each job again in a savepoint of

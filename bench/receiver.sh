@@ -103,20 +103,14 @@ function init()
   prefix = os.getenv("BENCH_RUN") .. "-" .. tostring(number) .. "-"
   sent = 0
 end
+-- BENCH_GET set: a plain GET of the URL (moonhook's bare route), the same report.
+local get = os.getenv("BENCH_GET")
 function request()
+  if get then return wrk.format("GET") end
   sent = sent + 1
   headers["X-Request-Id"] = prefix .. sent
   return wrk.format("POST", nil, headers, body)
 end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %d %.0f %d %d %d %d\n", summary.requests,
-    summary.requests / (summary.duration / 1e6), latency:percentile(50), latency:percentile(99),
-    e.status, e.connect + e.read + e.write + e.timeout))
-end
-EOF
-
-cat >"$WORK/get.lua" <<'EOF'
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("RESULT %d %.0f %d %d %d %d\n", summary.requests,
@@ -197,7 +191,7 @@ measure() {  # name path signature
 measure_floor() {
   local t0 t1 requests rps p50 p99 status sockets
   t0=$(settled_ticks)
-  read -r _ requests rps p50 p99 status sockets < <(taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/get.lua" "http://127.0.0.1:$PORT/healthz" | grep '^RESULT') ||
+  read -r _ requests rps p50 p99 status sockets < <(BENCH_GET=1 taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/post.lua" "http://127.0.0.1:$PORT/healthz" | grep '^RESULT') ||
     die "wrk printed no result for /healthz"
   t1=$(settled_ticks)
   R[floor.rps]=$rps

@@ -84,9 +84,9 @@ extension SQLiteStore {
                 return .failure(error)
             }
         }
-        let kept = changed.filter { entries[$0] != nil }
-        let gone = changed.filter { entries[$0] == nil }
-        for chunk in stride(from: 0, to: kept.count, by: 400).map({ Array(kept)[$0..<min($0 + 400, kept.count)] }) {
+        let kept = Array(changed.filter { entries[$0] != nil })
+        let gone = Array(changed.filter { entries[$0] == nil })
+        for chunk in stride(from: 0, to: kept.count, by: 400).map({ kept[$0..<min($0 + 400, kept.count)] }) {
             var binds: [SQLiteData] = []
             for key in chunk {
                 let entry = entries[key]!
@@ -97,7 +97,7 @@ extension SQLiteStore {
                     + "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
                 binds)
         }
-        for chunk in stride(from: 0, to: gone.count, by: 400).map({ Array(gone)[$0..<min($0 + 400, gone.count)] }) {
+        for chunk in stride(from: 0, to: gone.count, by: 400).map({ gone[$0..<min($0 + 400, gone.count)] }) {
             _ = try await writer.connection.query(
                 "DELETE FROM kv WHERE (namespace, key) IN (VALUES \(Array(repeating: "(?, ?)", count: chunk.count).joined(separator: ", ")))",
                 chunk.flatMap { [SQLiteData.text($0.namespace), .text($0.key)] })

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import LuaRuntime
 
 /// Small limits so that tests that hit them finish quickly.
@@ -13,7 +16,8 @@ extension LuaLimits {
 
 /// Host functions for tests: `test.sleep(ms)` suspends, `test.now()` returns immediately,
 /// `test.values()` returns a table through the async path, `test.fail()` fails asynchronously,
-/// `test.clock()` reads a monotonic clock in seconds.
+/// `test.clock()` reads a monotonic clock in seconds, `test.cpu()` the CPU seconds the worker's
+/// thread has used (what a call costs, however many other processes share the cores).
 enum TestLibrary {
     /// `test.clock()` counts seconds from here.
     static let epoch = ContinuousClock.now
@@ -39,6 +43,11 @@ enum TestLibrary {
         test.function("clock") { call in
             let (seconds, attoseconds) = (ContinuousClock.now - TestLibrary.epoch).components
             return try call.returning(.number(Double(seconds) + Double(attoseconds) / 1e18))
+        }
+        test.function("cpu") { call in
+            var time = timespec()
+            guard clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time) == 0 else { throw LuaHostError("clock_gettime failed") }
+            return try call.returning(.number(Double(time.tv_sec) + Double(time.tv_nsec) / 1e9))
         }
         test.function("fail") { _ in
             .suspend { _ in throw LuaHostError("the operation failed") }

@@ -10,9 +10,12 @@ public struct HostServices: Sendable {
     public var store: any KeyValueStore
     public var httpClient: HTTPClient
     public var outbound: OutboundPolicy
+    /// Where kv and http calls are counted (nil: nowhere, as in `moonhook check`).
+    public var metrics: ServerMetrics?
 
-    public init(logger: Logger, limits: LuaLimits, store: any KeyValueStore, httpClient: HTTPClient, outbound: OutboundPolicy) {
+    public init(logger: Logger, limits: LuaLimits, store: any KeyValueStore, httpClient: HTTPClient, outbound: OutboundPolicy, metrics: ServerMetrics? = nil) {
         self.logger = logger
+        self.metrics = metrics
         self.limits = limits
         self.store = store
         self.httpClient = httpClient
@@ -29,8 +32,8 @@ public enum HandlerRuntime {
                 logger: services.logger, linesPerSecond: services.limits.logLinesPerSecond, lineBytes: services.limits.logLineBytes,
                 bytesPerInvocation: services.limits.logBytesPerInvocation),
             TimeAPI.library(),
-            KVAPI.library(store: services.store),
-            HTTPAPI.library(client: services.httpClient, policy: services.outbound),
+            KVAPI.library(store: services.store, metrics: services.metrics),
+            HTTPAPI.library(client: services.httpClient, policy: services.outbound, metrics: services.metrics),
         ] + CryptoAPI.libraries())
     }
 

@@ -51,9 +51,11 @@ final class GroupCommit: Sendable {
 
     private let thread: WriterThread
     private let state = Mutex(State())
+    private let metrics: StoreMetrics
 
-    init(thread: WriterThread) {
+    init(thread: WriterThread, metrics: StoreMetrics = .off) {
         self.thread = thread
+        self.metrics = metrics
     }
 
     var statistics: Statistics { state.withLock { $0.statistics } }
@@ -78,11 +80,13 @@ final class GroupCommit: Sendable {
         kind: String?, item: any Sendable, _ work: @escaping @Sendable (isolated WriterThread, [any Sendable]) async throws -> [Outcome]
     ) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
-            let job = Job(kind: kind, item: item, work: work) { result in
+            let job = Job(kind: kind, item: item, work: work) { [metrics] result in
                 switch result {
                 case .success(let value as T): continuation.resume(returning: value)
                 case .success: continuation.resume(throwing: StoreError(.database, "a write returned the wrong kind of result"))
-                case .failure(let error): continuation.resume(throwing: Self.storeError(error))
+                case .failure(let error):
+                    metrics.writeErrors.increment()
+                    continuation.resume(throwing: Self.storeError(error))
                 }
             }
             let start = state.withLock { state -> Bool in
@@ -116,6 +120,7 @@ final class GroupCommit: Sendable {
             await run(batch, on: writer)
             let elapsed = clock.now - started
             state.withLock { $0.statistics.busy += elapsed }
+            metrics.batch(size: batch.count, duration: elapsed)
         }
     }
 

@@ -145,6 +145,16 @@ extension SQLiteStore {
         for row in waiting {
             if let source = row.column("source")?.string, let at = row.column("oldest")?.integer { oldest[source] = Self.date(at) }
         }
-        return PairCounts(byStatus: byStatus, oldestWaiting: oldest)
+        let open = try await query(
+            "SELECT source, status, count(*) AS n FROM pairs WHERE kind = 'handler' AND status IN ('pending', 'running', 'retry', 'dead') GROUP BY source, status")
+        var bySource: [String: [PairStatus: Int]] = [:]
+        for row in open {
+            if let source = row.column("source")?.string, let status = row.column("status")?.string.flatMap(PairStatus.init(rawValue:)),
+                let count = row.column("n")?.integer
+            {
+                bySource[source, default: [:]][status] = count
+            }
+        }
+        return PairCounts(byStatus: byStatus, oldestWaiting: oldest, bySource: bySource)
     }
 }

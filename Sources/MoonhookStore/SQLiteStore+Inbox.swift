@@ -20,9 +20,11 @@ extension SQLiteStore {
         let now = now()
         let item = AppendItem(now: Int(now),
             delivery: delivery, headers: StoredJSON.object(delivery.headers), handlers: StoredJSON.array(delivery.handlers), retention: Int(retention.totalMilliseconds), claimed: claimed, lease: Int(lease.totalMilliseconds))
-        return try await writer.perform(kind: "append", item: item) { writer, items in
+        let result = try await writer.perform(kind: "append", item: item) { writer, items in
             try await Self.append(items, on: writer)
         }
+        if case .accepted = result { metrics.appends.increment() }
+        return result
     }
 
     /// Stores a batch of deliveries with one multi-row statement (a trigger adds their pairs); only
@@ -230,13 +232,20 @@ extension SQLiteStore {
         var startedAt: Int
         var finishedAt: Int
         var logs: String
+        /// The dead-letter alert to append once the outcome is recorded.
+        var alert: AppendItem? = nil
     }
 
     public func finish(_ pair: ClaimedPair, outcome: PairOutcome, record: AttemptRecord) async throws -> Bool {
-        let (due, failures) = outcome.recorded(for: pair, now: now())
+        let now = now()
+        let (due, failures) = outcome.recorded(for: pair, now: now)
+        let alert = outcome.alert.map {
+            AppendItem(now: Int(now), delivery: $0, headers: StoredJSON.object($0.headers), handlers: StoredJSON.array($0.handlers),
+                retention: Int(now), claimed: false, lease: 0)  // an alert of this death stored at any time before is this one
+        }
         let item = FinishItem(
             pair: pair, status: outcome.status.rawValue, due: Int(due), error: outcome.error, failures: failures, startedAt: Self.milliseconds(record.startedAt),
-            finishedAt: Self.milliseconds(record.finishedAt), logs: AttemptLogLine.encode(record.logs))
+            finishedAt: Self.milliseconds(record.finishedAt), logs: AttemptLogLine.encode(record.logs), alert: alert)
         return try await writer.perform(kind: "finish", item: item) { writer, items in
             try await Self.finish(items, on: writer)
         }
@@ -269,7 +278,11 @@ extension SQLiteStore {
                 if let delivery = row.column("delivery")?.integer, let handler = row.column("handler")?.string { mine.insert("\(delivery)\u{0}\(handler)") }
             }
         }
-        return items.map { mine.contains("\($0.pair.delivery.seq)\u{0}\($0.pair.handler)") }
+        let recorded = items.map { mine.contains("\($0.pair.delivery.seq)\u{0}\($0.pair.handler)") }
+        // In the same transaction as the dead outcomes: a crash keeps both or neither.
+        let alerts = zip(items, recorded).compactMap { item, recorded in recorded ? item.alert : nil }
+        if !alerts.isEmpty { _ = try await append(alerts, on: writer) }
+        return recorded
     }
 
     public func resolved(_ pair: ClaimedPair, handlers: [String]) async throws {

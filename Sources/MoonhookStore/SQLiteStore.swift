@@ -23,16 +23,18 @@ public final class SQLiteStore: Store {
     public let path: String
     let clock: StoreClock
     private let closed = Atomic(false)
+    let metrics: StoreMetrics
 
     public var location: String { "sqlite:\(path)" }
 
     private init(
         connection: SQLiteConnection, writerConnection: SQLiteConnection, threads: [NIOThreadPool], writerLoop: MultiThreadedEventLoopGroup, path: String,
-        clock: StoreClock
+        clock: StoreClock, metrics: StoreMetrics
     ) {
         self.connection = connection
         self.writerConnection = writerConnection
-        self.writer = GroupCommit(thread: WriterThread(connection: writerConnection, loop: writerConnection.eventLoop))
+        self.metrics = metrics
+        self.writer = GroupCommit(thread: WriterThread(connection: writerConnection, loop: writerConnection.eventLoop), metrics: metrics)
         self.threads = threads
         self.writerLoop = writerLoop
         self.path = path
@@ -88,7 +90,7 @@ public final class SQLiteStore: Store {
             await stopThreads()
             throw StoreError(.database, "cannot prepare the SQLite store at \(path): \(error)")
         }
-        return SQLiteStore(connection: connection, writerConnection: writerConnection, threads: threads, writerLoop: writerLoop, path: path, clock: options.clock)
+        return SQLiteStore(connection: connection, writerConnection: writerConnection, threads: threads, writerLoop: writerLoop, path: path, clock: options.clock, metrics: options.metrics)
     }
 
     public func close() async {

@@ -55,11 +55,14 @@ public struct StoreOptions: Sendable {
     public var timeout: Duration
     /// The time the store stamps and compares with (due times, leases, expiry, retention).
     public var clock: StoreClock
+    /// Where batch sizes, commit times, appends and write errors are reported.
+    public var metrics: StoreMetrics
 
-    public init(durable: Bool = true, timeout: Duration = .seconds(5), clock: StoreClock = .system) {
+    public init(durable: Bool = true, timeout: Duration = .seconds(5), clock: StoreClock = .system, metrics: StoreMetrics = .off) {
         self.durable = durable
         self.timeout = timeout
         self.clock = clock
+        self.metrics = metrics
     }
 }
 

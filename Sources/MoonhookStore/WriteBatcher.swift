@@ -20,9 +20,11 @@ final class WriteBatcher<Item: Sendable, Output: Sendable>: Sendable {
 
     private let work: @Sendable ([Item]) async throws -> [Output]
     private let state = Mutex(State())
+    private let metrics: StoreMetrics
 
     /// - Parameter work: writes the items and returns one output per item, in order.
-    init(work: @escaping @Sendable ([Item]) async throws -> [Output]) {
+    init(metrics: StoreMetrics = .off, work: @escaping @Sendable ([Item]) async throws -> [Output]) {
+        self.metrics = metrics
         self.work = work
     }
 
@@ -62,6 +64,7 @@ final class WriteBatcher<Item: Sendable, Output: Sendable>: Sendable {
                 state.statistics.largestBatch = max(state.statistics.largestBatch, batch.count)
                 state.statistics.busy += elapsed
             }
+            metrics.batch(size: batch.count, duration: elapsed)
         }
     }
 
@@ -73,6 +76,7 @@ final class WriteBatcher<Item: Sendable, Output: Sendable>: Sendable {
             }
             for (waiting, output) in zip(batch, outputs) { waiting.continuation.resume(returning: output) }
         } catch let error as StoreError where error.reason == .unavailable || batch.count == 1 {
+            metrics.writeErrors.increment(by: batch.count)
             for waiting in batch { waiting.continuation.resume(throwing: error) }
         } catch {
             for waiting in batch {
@@ -81,6 +85,7 @@ final class WriteBatcher<Item: Sendable, Output: Sendable>: Sendable {
                     guard let output = outputs.first else { throw StoreError(.database, "a write returned no result") }
                     waiting.continuation.resume(returning: output)
                 } catch {
+                    metrics.writeErrors.increment()
                     waiting.continuation.resume(throwing: error)
                 }
             }

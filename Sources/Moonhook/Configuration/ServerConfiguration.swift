@@ -30,6 +30,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var deliveries = DeliverySettings()
     /// Timeouts and the connection cap of the HTTP server.
     public var server = ServerSettings()
+    /// Where `/metrics` is served.
+    public var metrics = MetricsSettings()
+    /// What is kept of refused requests.
+    public var refusals = RefusalSettings()
 
     /// The `deliveries:` section of `moonhook.yaml`.
     public struct DeliverySettings: Sendable, Equatable {
@@ -81,6 +85,8 @@ public struct ServerConfiguration: Sendable, Equatable {
         var http: HTTP?
         var deliveries: Deliveries?
         var server: Server?
+        var metrics: Metrics?
+        var refusals: Refusals?
 
         struct Deliveries: Decodable {
             var retention: String?
@@ -167,6 +173,8 @@ public struct ServerConfiguration: Sendable, Equatable {
             if let value = try duration(section.store_timeout, "store_timeout") { deliveries.storeTimeout = value }
         }
         if let section = file.server { try server.apply(section, origin: origin) }
+        if let section = file.metrics { try apply(section, origin: origin) }
+        if let section = file.refusals { try apply(section, origin: origin) }
         if let limits = file.limits {
             if let megabytes = limits.memory_mb { self.limits.memoryBytes = try positive(megabytes, "limits.memory_mb", origin) << 20 }
             if let count = limits.instructions { self.limits.instructions = Int64(try positive(Int(count), "limits.instructions", origin)) }

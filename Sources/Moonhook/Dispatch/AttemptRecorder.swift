@@ -19,11 +19,11 @@ struct AttemptRecorder: Sendable {
         }
     }
 
-    /// Records a pair dead without running it.
-    func drop(_ pair: ClaimedPair, error: String) async {
+    /// Records a pair dead without running it, with its dead-letter alert if one is due.
+    func drop(_ pair: ClaimedPair, error: String, alert: InboxDelivery? = nil) async {
         let now = Date()
         await write("recording a pair not run") {
-            try await inbox.finish(pair, outcome: .dead(error: error), record: AttemptRecord(startedAt: now, finishedAt: now, logs: []))
+            try await inbox.finish(pair, outcome: .dead(error: error, alert: alert), record: AttemptRecord(startedAt: now, finishedAt: now, logs: []))
         }
     }
 

@@ -28,6 +28,7 @@ public final class HandlerDispatcher: Service, Sendable {
     /// A handler's wall-clock limit when it sets no `timeout`.
     let defaultTimeout: Duration
     private let logger: Logger
+    let metrics: ServerMetrics
     let ledger: DispatchLedger
     private let claimer: PairClaimer
     private let renewal: LeaseRenewal
@@ -55,9 +56,10 @@ public final class HandlerDispatcher: Service, Sendable {
 
     public init(
         inbox: any DeliveryInbox, sources: SourceDirectory, pool: WorkerPool, settings: ServerConfiguration.DeliverySettings, maxConcurrent: Int,
-        defaultTimeout: Duration, logger: Logger
+        defaultTimeout: Duration, logger: Logger, metrics: ServerMetrics = ServerMetrics()
     ) {
         self.inbox = inbox
+        self.metrics = metrics
         self.sources = sources
         self.pool = pool
         self.settings = settings
@@ -180,7 +182,10 @@ public final class HandlerDispatcher: Service, Sendable {
             let error = "attempt \(pair.attempt - 1) did not finish: the process running it ended, and that used up the pair's retries; dead-lettered without running it again"
             logger.error("handler dead-lettered", metadata: ["delivery.id": "\(pair.delivery.id)", "handler.path": "\(pair.handler)", "error": "\(error)"])
             ledger.count { $0.deadLettered += 1 }
-            await recorder.drop(pair, error: error)
+            metrics.deadLetter(source: pair.delivery.source, handler: pair.handler)
+            let alert = DeadLetterAlert.delivery(for: pair, error: error, source: sources.source(named: pair.delivery.source))
+            await recorder.drop(pair, error: error, alert: alert)
+            if alert != nil { wake() }
         } else {
             _ = await attempt(pair, retrying: true)
         }
@@ -227,6 +232,7 @@ public final class HandlerDispatcher: Service, Sendable {
             outcome = LuaOutcome(result: .failure(LuaError(.invalidHandler, reason)), instructions: 0)
         }
         let elapsed = clock.now - start
+        metrics.invocation(source: pair.delivery.source, handler: pair.handler, outcome: outcome, duration: elapsed)
         let attemptRecord = AttemptRecord(startedAt: started, finishedAt: Date(), logs: lines)
         let result: PairOutcome
         switch outcome.result {
@@ -239,19 +245,23 @@ public final class HandlerDispatcher: Service, Sendable {
                 let at = Date().addingTimeInterval(Double(delay.totalMilliseconds) / 1000)
                 result = .retry(at: at, error: error.message)
                 ledger.count { $0.failed += 1 }
+                metrics.retry(source: pair.delivery.source, handler: pair.handler)
                 logger.error(
                     "handler failed, will retry",
                     metadata: ["error": "\(error.message)", "duration.ms": "\(elapsed.totalMilliseconds)", "retry.in.s": "\(delay.totalMilliseconds / 1000)"])
             } else {
-                result = .dead(error: error.message)
+                // A respond: sync pair (not retrying) has told its sender already: no alert.
+                result = .dead(error: error.message, alert: retrying ? DeadLetterAlert.delivery(for: pair, error: error.message, source: source) : nil)
                 ledger.count {
                     $0.failed += 1
                     $0.deadLettered += 1
                 }
+                metrics.deadLetter(source: pair.delivery.source, handler: pair.handler)
                 logger.error("handler failed, dead-lettered", metadata: ["error": "\(error.message)", "duration.ms": "\(elapsed.totalMilliseconds)"])
             }
         }
         await recorder.finish(pair, outcome: result, record: attemptRecord, logger: logger)
+        if result.alert != nil { wake() }
         return outcome
     }
 }

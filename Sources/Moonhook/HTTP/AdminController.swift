@@ -13,13 +13,15 @@ import WebhookVerification
 /// - `POST /admin/deliveries/replay?status=dead&source=S&type=T&since=T&until=T`: replays every dead pair.
 /// - `POST /admin/deliveries/purge?older_than=30d&source=S&type=T`: deletes deliveries, whatever their state.
 /// - `GET /admin/stats`: the dispatcher's counters, the inbox's write batches and its pairs by state.
+/// - `GET /admin/refusals?source=S`: the refused requests this instance kept, newest first.
 struct AdminController: Sendable {
     let token: String?
     let sources: SourceDirectory
     let inbox: any Store
     let dispatcher: HandlerDispatcher
+    let refusals: RefusalLog
 
-    func addRoutes(to router: Router<BasicRequestContext>) {
+    func addRoutes(to router: Router<MoonhookRequestContext>) {
         router.get("/admin/handlers") { request, _ in
             try authorize(request)
             return handlers()
@@ -63,6 +65,11 @@ struct AdminController: Sendable {
             let count = try await store { try await inbox.purge(purge, onlyFinished: false) }
             return json(["purged": count])
         }
+        router.get("/admin/refusals") { request, _ in
+            try authorize(request)
+            let source = request.uri.queryParameters.get("source")
+            return json(["refusals": refusals.list(source: source).map(RefusalReport.object)])
+        }
         router.get("/admin/stats") { request, _ in
             try authorize(request)
             let counters = dispatcher.counters
@@ -93,7 +100,7 @@ struct AdminController: Sendable {
         }
     }
 
-    private func seq(_ context: BasicRequestContext) throws -> Int64 {
+    private func seq(_ context: MoonhookRequestContext) throws -> Int64 {
         guard let text = context.parameters.get("seq"), let seq = Int64(text) else { throw HTTPFailure(.badRequest, "delivery number must be a whole number") }
         return seq
     }
@@ -112,10 +119,7 @@ struct AdminController: Sendable {
     }
 
     private func authorize(_ request: Request) throws {
-        guard let token else { throw HTTPFailure(.notFound, "the admin API is off (set admin_token)") }
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
-            Digest.constantTimeEquals(Array(header.dropFirst(7).utf8), Array(token.utf8))
-        else { throw HTTPFailure(.unauthorized, "admin API needs Authorization: Bearer <admin_token>") }
+        try BearerToken(token: token, guarding: "the admin API").authorize(request)
     }
 
     /// Every source folder: its version, when it was loaded, its handlers and its problems.

@@ -23,9 +23,13 @@ public func buildApplication(
     watchTiming: HandlerWatcher.Timing = HandlerWatcher.Timing(),
     onServerRunning: (@Sendable (Int) async -> Void)? = nil
 ) async throws -> some ApplicationProtocol {
-    let store = try await StoreLocation(configuration.store).open(logger: logger, options: configuration.deliveries.storeOptions)
+    let metrics = ServerMetrics()
+    var storeOptions = configuration.deliveries.storeOptions
+    storeOptions.metrics = metrics.store
+    let store = try await StoreLocation(configuration.store).open(logger: logger, options: storeOptions)
     let client = HandlerRuntime.makeHTTPClient()
-    let services = HostServices(logger: logger, limits: configuration.limits, store: store, httpClient: client, outbound: configuration.outbound)
+    let services = HostServices(
+        logger: logger, limits: configuration.limits, store: store, httpClient: client, outbound: configuration.outbound, metrics: metrics)
     let pool: WorkerPool
     do {
         pool = try WorkerPool(count: configuration.workers, services: services)
@@ -38,7 +42,7 @@ public func buildApplication(
     // Made before the catalog loads, so that it notices every change made from then on.
     let watcher = HandlerWatcher(
         root: configuration.handlersFolder, pool: pool, directory: directory, environment: environment, logger: logger, timing: watchTiming,
-        configuration: configurationFile.map { HandlerWatcher.ConfigurationWatch(file: $0, current: configuration) })
+        configuration: configurationFile.map { HandlerWatcher.ConfigurationWatch(file: $0, current: configuration) }, metrics: metrics)
     let catalog = await SourceCatalog.load(folder: configuration.handlersFolder, pool: pool, environment: environment)
     for problem in catalog.problems {
         logger.error("source not served", metadata: ["problem": "\(problem)"])
@@ -55,16 +59,30 @@ public func buildApplication(
     let sources = directory
     let dispatcher = HandlerDispatcher(
         inbox: store, sources: sources, pool: pool, settings: configuration.deliveries, maxConcurrent: configuration.maxConcurrentInvocations,
-        defaultTimeout: configuration.limits.wallClock, logger: logger)
+        defaultTimeout: configuration.limits.wallClock, logger: logger, metrics: metrics)
+    let refusals = RefusalLog(keep: configuration.refusals.keep)
 
-    let router = Router()
+    let router = Router(context: MoonhookRequestContext.self)
     router.get("/healthz") { _, _ in "ok\n" }
     router.get("/readyz") { _, _ in readiness.response() }
     HookController(
         sources: sources, inbox: store, dispatcher: dispatcher, settings: configuration.deliveries, maxBodyBytes: configuration.maxBodyBytes,
-        logger: logger
+        metrics: metrics, refusals: refusals, refusalBodyBytes: configuration.refusals.bodyBytes, logger: logger
     ).addRoutes(to: router)
-    AdminController(token: configuration.adminToken, sources: sources, inbox: store, dispatcher: dispatcher).addRoutes(to: router)
+    AdminController(token: configuration.adminToken, sources: sources, inbox: store, dispatcher: dispatcher, refusals: refusals).addRoutes(to: router)
+    MetricsController(metrics: metrics, token: BearerToken(token: configuration.adminToken, guarding: "/metrics")).addRoutes(to: router)
+    var extraServices: [any Service] = [
+        MetricsSampler(metrics: metrics, store: store, sources: sources, pool: pool, interval: configuration.metrics.storeInterval, logger: logger)
+    ]
+    if let address = configuration.metrics.listen {
+        // Its own listener, without authentication: for a loopback or private address.
+        let metricsRouter = Router()
+        MetricsController(metrics: metrics, token: nil).addRoutes(to: metricsRouter)
+        extraServices.append(
+            Application(
+                router: metricsRouter, configuration: ApplicationConfiguration(address: .hostname(address.host, port: address.port), serverName: "moonhook"),
+                logger: logger))
+    }
 
     // Slow senders: a deadline on each request's head and body, Hummingbird's idle timeout
     // between requests, and a cap on open connections (further ones wait in the listen queue).
@@ -81,7 +99,7 @@ public func buildApplication(
         services: [
             store, RuntimeService(pool: pool, store: store, client: client, retention: configuration.deliveries.retention, logger: logger), dispatcher,
             watcher, ReadinessProbe(readiness: readiness, store: store, interval: .seconds(1), logger: logger),
-        ],
+        ] + extraServices,
         onServerRunning: { channel in await onServerRunning?(channel.localAddress?.port ?? 0) },
         logger: logger
     )

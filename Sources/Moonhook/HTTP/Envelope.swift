@@ -52,7 +52,10 @@ struct Envelope {
         let place = Place(request: request, pointers: found, fields: fields)
         guard let type = place.value(of: rules.type, isType: true), !type.isEmpty else {
             let places = rules.type.map(\.description).joined(separator: " or ")
-            throw HTTPFailure(.badRequest, "no event type at \(places)")
+            throw HTTPFailure(.badRequest, "no event type at \(places)", reason: .type)
+        }
+        guard type != DeadLetterAlert.type else {
+            throw HTTPFailure(.badRequest, "event type \(DeadLetterAlert.type) is reserved for moonhook's own dead-letter alerts", reason: .type)
         }
         let id = place.value(of: rules.id, isType: false) ?? Digest.hex(Digest.hash(.sha256, request.body))
         return Envelope(type: type, id: id)

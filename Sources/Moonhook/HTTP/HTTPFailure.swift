@@ -6,11 +6,14 @@ public struct HTTPFailure: HTTPResponseError, CustomStringConvertible {
     public let message: String
     /// Sent along, such as `Retry-After`.
     public let headers: HTTPFields
+    /// Its class, for metrics and kept refusals: given where the status alone does not say it.
+    public let reason: RefusalReason
 
-    public init(_ status: HTTPResponse.Status, _ message: String, headers: HTTPFields = [:]) {
+    public init(_ status: HTTPResponse.Status, _ message: String, headers: HTTPFields = [:], reason: RefusalReason? = nil) {
         self.status = status
         self.message = message
         self.headers = headers
+        self.reason = reason ?? RefusalReason(status: status.code)
     }
 
     public var description: String { message }

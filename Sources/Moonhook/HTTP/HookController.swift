@@ -16,9 +16,13 @@ struct HookController: Sendable {
     let dispatcher: HandlerDispatcher
     let settings: ServerConfiguration.DeliverySettings
     let maxBodyBytes: Int
+    let metrics: ServerMetrics
+    let refusals: RefusalLog
+    /// Bytes of a refused request's body kept with it.
+    let refusalBodyBytes: Int
     let logger: Logger
 
-    func addRoutes(to router: Router<BasicRequestContext>) {
+    func addRoutes(to router: Router<MoonhookRequestContext>) {
         router.post("/hooks/:source") { request, context in
             try await receive(request, context: context)
         }
@@ -27,17 +31,37 @@ struct HookController: Sendable {
         }
     }
 
-    func receive(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    func receive(_ request: Request, context: MoonhookRequestContext) async throws -> Response {
         let name = context.parameters.get("source") ?? ""
-        return try await loggingRefusals(of: name) { try await accept(request, sourceName: name) }
+        let body = ReceivedBody()
+        return try await observing(request, context: context, source: name, body: body) { try await accept(request, sourceName: name, body: body) }
     }
 
-    /// Runs `body`; a refusal it throws is logged with its one-line reason on the way out.
-    private func loggingRefusals(of name: String, _ body: () async throws -> Response) async throws -> Response {
+    /// Runs `answer`, then counts the request; a refusal it throws is also counted by reason, kept
+    /// (`GET /admin/refusals`) and logged with its one-line reason on the way out.
+    private func observing(
+        _ request: Request, context: MoonhookRequestContext, source name: String, body: ReceivedBody, _ answer: () async throws -> Response
+    ) async throws -> Response {
         do {
-            return try await body()
+            let response = try await answer()
+            metrics.request(source: name, status: response.status.code, bytes: body.bytes?.count ?? 0)
+            return response
         } catch let failure as HTTPFailure {
-            logger.warning("webhook refused", metadata: ["source": "\(name)", "status": "\(failure.status.code)", "reason": "\(failure.message)"])
+            let source = sources.source(named: name)
+            let label = source == nil ? ServerMetrics.unknownSource : name
+            let size = body.bytes?.count ?? request.headers[.contentLength].flatMap { Int($0) } ?? 0
+            metrics.request(source: label, status: failure.status.code, bytes: body.bytes?.count ?? 0)
+            metrics.refusal(source: label, reason: failure.reason)
+            var secrets: [String] = []
+            if let source { secrets = source.configuration.verifier.secrets + source.redactions }
+            refusals.add(
+                Refusal(
+                    time: Date(), source: label, status: failure.status.code, reason: failure.reason, message: failure.message, remoteAddress: context.peer,
+                    headerNames: request.headers.map { $0.name.canonicalName }, bodyBytes: size,
+                    bodyPrefix: RefusalLog.prefix(of: body.bytes ?? [], limit: refusalBodyBytes, secrets: secrets)))
+            logger.warning(
+                "webhook refused",
+                metadata: ["source": "\(name)", "status": "\(failure.status.code)", "reason": "\(failure.message)", "refusal": "\(failure.reason.rawValue)"])
             throw failure
         }
     }
@@ -47,7 +71,7 @@ struct HookController: Sendable {
         Dictionary(headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { "\($0), \($1)" })
     }
 
-    private func accept(_ request: Request, sourceName: String) async throws -> Response {
+    private func accept(_ request: Request, sourceName: String, body received: ReceivedBody) async throws -> Response {
         guard let source = sources.source(named: sourceName) else {
             throw HTTPFailure(.notFound, "unknown source '\(sourceName)'")
         }
@@ -65,11 +89,18 @@ struct HookController: Sendable {
         }
         let headers = request.headers.map { (name: $0.name.rawName, value: $0.value) }
         let webhook = WebhookRequest(headers: headers, body: Array(buffer: buffer), query: request.uri.query ?? "")
+        received.bytes = webhook.body
         let format = try Envelope.format(of: webhook, scheme: source.configuration.verifier.scheme)
         do {
             try source.verifier.verify(webhook, now: Date())
         } catch {
-            throw HTTPFailure(.unauthorized, error.message)
+            let reason: RefusalReason =
+                switch error.reason {
+                case .timestampOutOfTolerance: .timestamp
+                case .undecodableBody: .body
+                default: .signature
+                }
+            throw HTTPFailure(.unauthorized, error.message, reason: reason)
         }
         let envelope = try Envelope.open(webhook, format: format, source: source)
         let handlers = source.handlers(for: envelope.type)
@@ -82,9 +113,9 @@ struct HookController: Sendable {
     /// `GET /hooks/{source}` for a `respond: sync` source: the query parameters become the body of
     /// an event of type `get`. Nothing is signed in such a request; the handler checks the token
     /// the sender echoes (such as `hub.verify_token`) against a secret.
-    func receiveQuery(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    func receiveQuery(_ request: Request, context: MoonhookRequestContext) async throws -> Response {
         let name = context.parameters.get("source") ?? ""
-        return try await loggingRefusals(of: name) {
+        return try await observing(request, context: context, source: name, body: ReceivedBody()) {
             guard let source = sources.source(named: name) else { throw HTTPFailure(.notFound, "unknown source '\(name)'") }
             guard source.configuration.respondsSynchronously else {
                 throw HTTPFailure(.methodNotAllowed, "source '\(name)' takes GET only with respond: sync in its source.yaml")
@@ -178,7 +209,7 @@ struct HookController: Sendable {
                 let seconds = max(1, (timeout.totalMilliseconds + 999) / 1000)
                 failure = failure ?? HTTPFailure(
                     .serviceUnavailable, "handler \(handler.path) is busy: no free slot within its \(timeout.totalMilliseconds) ms timeout",
-                    headers: [.retryAfter: "\(seconds)"])
+                    headers: [.retryAfter: "\(seconds)"], reason: .busy)
             }
         }
         if let failure {
@@ -202,4 +233,9 @@ struct HookController: Sendable {
         CanonicalJSON.writeString(text, to: &output)
         return String(decoding: output, as: UTF8.self)
     }
+}
+
+/// The body of a request once read: what a refusal keeps of it.
+final class ReceivedBody {
+    var bytes: [UInt8]?
 }

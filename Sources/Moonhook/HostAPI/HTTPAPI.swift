@@ -44,7 +44,7 @@ public enum HTTPAPI {
     lib.request, lib.get, lib.post, lib._request = request, with_method("GET"), with_method("POST"), nil
     """#
 
-    public static func library(client: HTTPClient, policy: OutboundPolicy) -> LuaLibrary {
+    public static func library(client: HTTPClient, policy: OutboundPolicy, metrics: ServerMetrics? = nil) -> LuaLibrary {
         var http = LuaLibrary(name: "http")
         http.setup = setup
         http.function("_request") { call in
@@ -56,8 +56,18 @@ public enum HTTPAPI {
                 }
             }
             return .suspend { deadline in
-                let response = try await request.perform(client: client, policy: policy, invocationDeadline: deadline)
-                return [response]
+                let clock = ContinuousClock()
+                let start = clock.now
+                do {
+                    let response = try await request.perform(client: client, policy: policy, invocationDeadline: deadline)
+                    if case .table(_, let fields) = response, case .integer(let status)? = fields["status"] {
+                        metrics?.outbound(status: Int(status), duration: clock.now - start)
+                    }
+                    return [response]
+                } catch {
+                    metrics?.outbound(status: nil, duration: clock.now - start)
+                    throw error
+                }
             }
         }
         return http

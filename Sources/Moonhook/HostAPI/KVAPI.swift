@@ -15,7 +15,18 @@ public enum KVAPI {
     /// Longest `ttl`, in seconds (ten years).
     public static let maxTTLSeconds: Int64 = 10 * 365 * 86_400
 
-    public static func library(store: any KeyValueStore) -> LuaLibrary {
+    public static func library(store: any KeyValueStore, metrics: ServerMetrics? = nil) -> LuaLibrary {
+        /// Runs a store operation, counted by operation and outcome.
+        @Sendable func run<T>(call name: String, _ operation: () async throws -> T) async throws -> T {
+            do {
+                let value = try await KVAPI.run(call: name, operation)
+                metrics?.keyValue(operation: String(name.dropFirst(3)), ok: true)
+                return value
+            } catch {
+                metrics?.keyValue(operation: String(name.dropFirst(3)), ok: false)
+                throw error
+            }
+        }
         var kv = LuaLibrary(name: "kv")
         kv.function("get") { call in
             let (namespace, key) = try target(&call)

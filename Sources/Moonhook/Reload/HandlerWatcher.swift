@@ -31,6 +31,7 @@ public final class HandlerWatcher: Service {
     private let logger: Logger
     private let timing: Timing
     private let configuration: ConfigurationWatch?
+    private let metrics: ServerMetrics?
     /// The folders as they were just before the catalog being served was loaded: anything that
     /// changed since, even before this service started, is reloaded.
     private let baseline: [String: FolderFingerprint]
@@ -46,7 +47,8 @@ public final class HandlerWatcher: Service {
     }
 
     public init(root: String, pool: WorkerPool, directory: SourceDirectory, environment: [String: String], logger: Logger,
-                timing: Timing = Timing(), configuration: ConfigurationWatch? = nil) {
+                timing: Timing = Timing(), configuration: ConfigurationWatch? = nil, metrics: ServerMetrics? = nil) {
+        self.metrics = metrics
         self.root = URL(fileURLWithPath: root)
         self.pool = pool
         self.directory = directory
@@ -132,12 +134,14 @@ public final class HandlerWatcher: Service {
         case .success(let source):
             let added = directory.source(named: name) == nil
             directory.install(source)
+            metrics?.reload(source: name, failed: false)
             logger.notice(added ? "source added" : "source reloaded", metadata: [
                 "source": "\(name)", "handlers": "\(source.handlers.map(\.path).joined(separator: ","))",
                 "version": "\(directory.status[name]?.version ?? 0)",
             ])
         case .failure(let list):
             directory.fail(name, problems: list.problems)
+            metrics?.reload(source: name, failed: true)
             for problem in list.problems {
                 logger.error("source not reloaded; the previous version keeps serving", metadata: ["source": "\(name)", "problem": "\(problem)"])
             }
@@ -181,6 +185,8 @@ extension ServerConfiguration {
         if limits != other.limits { names.append("limits") }
         if outbound != other.outbound { names.append("http") }
         if server != other.server { names.append("server") }
+        if metrics != other.metrics { names.append("metrics") }
+        if refusals != other.refusals { names.append("refusals") }
         return names
     }
 }

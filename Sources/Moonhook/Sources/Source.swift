@@ -63,9 +63,12 @@ public struct Source: Sendable {
     }
 
     /// The handlers that run for an event of `type`: every handler named after the type or matching
-    /// it with `on`; `_default.lua` only when no other matches.
+    /// it with `on`; `_default.lua` only when no other matches. Dead-letter alerts
+    /// (`moonhook.dead`) go to `_dead.lua` only, which runs for nothing else: a failing `*`
+    /// handler must not feed on its own alerts.
     public func handlers(for type: String) -> [LoadedHandler] {
-        let matching = handlers.filter { $0.name != "_default" && $0.handles(type) }
+        if type == DeadLetterAlert.type { return handlers.filter { $0.name == DeadLetterAlert.handlerName } }
+        let matching = handlers.filter { $0.name != "_default" && $0.name != DeadLetterAlert.handlerName && $0.handles(type) }
         if !matching.isEmpty { return matching }
         return handlers.filter { $0.name == "_default" }
     }

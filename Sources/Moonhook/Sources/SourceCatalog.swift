@@ -67,6 +67,17 @@ public struct SourceCatalog: Sendable {
             do {
                 let secrets = LuaValue.table(array: [], fields: configuration.handlerSecrets.mapValues { .string($0) })
                 let instances = try await pool.load(path: path, source: Array(data), extras: ["secrets": secrets])
+                let name = String(file.dropLast(4))
+                if name == DeadLetterAlert.handlerName, !instances[0].options.on.isEmpty {
+                    await pool.unload(instances)
+                    problems.append(ConfigurationError(path: path, "_dead.lua runs for dead-letter alerts (\(DeadLetterAlert.type)) only: it takes no 'on' patterns"))
+                    continue
+                }
+                if name == DeadLetterAlert.type {
+                    await pool.unload(instances)
+                    problems.append(ConfigurationError(path: path, "\(DeadLetterAlert.type) is reserved for dead-letter alerts: name the handler _dead.lua"))
+                    continue
+                }
                 handlers.append(LoadedHandler(path: path, name: String(file.dropLast(4)), options: instances[0].options, version: HandlerVersion(instances: instances, pool: pool)))
             } catch {
                 problems.append(ConfigurationError.fromLua(error, path: path))

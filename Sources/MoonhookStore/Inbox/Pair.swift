@@ -93,8 +93,15 @@ public enum PairOutcome: Sendable, Equatable {
     case done
     /// Failed; run again at `at`.
     case retry(at: Date, error: String)
-    /// Failed for the last time: dead-lettered until replayed.
-    case dead(error: String)
+    /// Failed for the last time: dead-lettered until replayed. `alert`, when given, is stored in
+    /// the same transaction as the dead outcome (and only if that outcome is recorded): the
+    /// source's dead-letter alert, whose id the pair's death determines.
+    case dead(error: String, alert: InboxDelivery? = nil)
+
+    /// The dead-letter alert to store with it.
+    public var alert: InboxDelivery? {
+        if case .dead(_, let alert) = self { alert } else { nil }
+    }
 
     /// The state it leaves the pair in.
     public var status: PairStatus {
@@ -108,7 +115,7 @@ public enum PairOutcome: Sendable, Equatable {
     public var error: String? {
         switch self {
         case .done: nil
-        case .retry(_, let error), .dead(let error): error
+        case .retry(_, let error), .dead(let error, _): error
         }
     }
 
@@ -129,9 +136,12 @@ public struct PairCounts: Sendable, Equatable {
     public var byStatus: [PairStatus: Int]
     /// Per source, when its oldest delivery with a pending or retrying pair was received.
     public var oldestWaiting: [String: Date]
+    /// Per source, its pairs in each state but done (states with none are absent).
+    public var bySource: [String: [PairStatus: Int]]
 
-    public init(byStatus: [PairStatus: Int], oldestWaiting: [String: Date]) {
+    public init(byStatus: [PairStatus: Int], oldestWaiting: [String: Date], bySource: [String: [PairStatus: Int]] = [:]) {
         self.byStatus = byStatus
         self.oldestWaiting = oldestWaiting
+        self.bySource = bySource
     }
 }

@@ -176,6 +176,13 @@ extension PostgresStore {
             let (source, at) = try row.decode((String, Int64).self)
             oldest[source] = Self.date(at)
         }
-        return PairCounts(byStatus: byStatus, oldestWaiting: oldest)
+        let open = try await run(
+            "counting open pairs", "SELECT source, status, count(*)::int8 FROM pairs WHERE kind = 'handler' AND status IN ('pending', 'running', 'retry', 'dead') GROUP BY source, status")
+        var bySource: [String: [PairStatus: Int]] = [:]
+        for row in open {
+            let (source, name, count) = try row.decode((String, String, Int64).self)
+            if let status = PairStatus(rawValue: name) { bySource[source, default: [:]][status] = Int(count) }
+        }
+        return PairCounts(byStatus: byStatus, oldestWaiting: oldest, bySource: bySource)
     }
 }

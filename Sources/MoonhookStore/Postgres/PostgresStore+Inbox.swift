@@ -20,9 +20,11 @@ extension PostgresStore {
         // The same replacement every time, so that deduplication still sees one id.
         delivery.id = Self.text(delivery.id)
         delivery.type = Self.text(delivery.type)
-        return try await appends.submit(
+        let result = try await appends.submit(
             AppendItem(now: now, delivery: delivery, retention: retention.totalMilliseconds, claimedUntil: claimed ? now + lease.totalMilliseconds : nil)
         ).get()
+        if case .accepted = result { metrics.appends.increment() }
+        return result
     }
 
     /// Stores a batch with one statement: deliveries and their pairs, skipping (source, id)s that
@@ -49,6 +51,7 @@ extension PostgresStore {
                 if case .accepted = result, item.claimedUntil == nil { due = true }
                 results.append(.success(result))
             } catch {
+                metrics.writeErrors.increment()
                 results.append(.failure(Self.storeError(error)))
             }
         }
@@ -272,23 +275,28 @@ extension PostgresStore {
         var startedAt: Int64
         var finishedAt: Int64
         var logs: String
+        /// The dead-letter alert to append once the outcome is recorded.
+        var alert: AppendItem? = nil
     }
 
     public func finish(_ pair: ClaimedPair, outcome: PairOutcome, record: AttemptRecord) async throws -> Bool {
-        let (due, failures) = outcome.recorded(for: pair, now: now())
+        let now = now()
+        let (due, failures) = outcome.recorded(for: pair, now: now)
+        // An alert of this death stored at any time before is this one.
+        let alert = outcome.alert.map { AppendItem(now: now, delivery: $0, retention: now, claimedUntil: nil) }
         return try await finishes.submit(
             FinishItem(
                 pair: pair, status: outcome.status.rawValue, due: due, error: outcome.error.map(Self.text), failures: failures, startedAt: Self.milliseconds(record.startedAt),
-                finishedAt: Self.milliseconds(record.finishedAt), logs: AttemptLogLine.encode(record.logs)))
+                finishedAt: Self.milliseconds(record.finishedAt), logs: AttemptLogLine.encode(record.logs), alert: alert))
     }
 
     /// Records a batch of outcomes with one statement: the pairs still running as the attempt that
     /// finished are updated, and an attempt row written for each. The others (their lease ran out
     /// and another claim took them) are refused: false.
+    ///
+    /// Dead-letter alerts are appended in the same transaction, for the outcomes recorded.
     func finishBatch(_ items: [FinishItem]) async throws -> [Bool] {
-        let rows = try await run(
-            "recording attempts",
-            """
+        let query: PostgresQuery = """
             WITH v AS (
                 SELECT * FROM unnest(\(items.map(\.pair.delivery.seq))::int8[], \(items.map(\.pair.handler))::text[], \(items.map(\.status))::text[],
                     \(items.map(\.due))::int8[], \(items.map { $0.error ?? "" })::text[], \(items.map { Int64($0.failures) })::int8[],
@@ -307,13 +315,24 @@ extension PostgresStore {
                 ON CONFLICT DO NOTHING
             )
             SELECT delivery, handler FROM updated
-            """)
-        var mine: Set<PairLease> = []
-        for row in rows {
-            let (delivery, handler) = try row.decode((Int64, String).self)
-            mine.insert(PairLease(delivery: delivery, handler: handler, attempt: 0))
+            """
+        @Sendable func recorded(_ rows: [PostgresRow]) throws -> [Bool] {
+            var mine: Set<PairLease> = []
+            for row in rows {
+                let (delivery, handler) = try row.decode((Int64, String).self)
+                mine.insert(PairLease(delivery: delivery, handler: handler, attempt: 0))
+            }
+            return items.map { mine.contains(PairLease(delivery: $0.pair.delivery.seq, handler: $0.pair.handler, attempt: 0)) }
         }
-        return items.map { mine.contains(PairLease(delivery: $0.pair.delivery.seq, handler: $0.pair.handler, attempt: 0)) }
+        guard items.contains(where: { $0.alert != nil }) else { return try recorded(try await run("recording attempts", query)) }
+        let result = try await transaction("recording attempts and dead-letter alerts") { connection in
+            let result = try recorded(try await connection.query(query, logger: self.logger).collect())
+            let alerts = zip(items, result).compactMap { item, recorded in recorded ? item.alert : nil }
+            if !alerts.isEmpty { _ = try await self.insert(alerts, on: connection) }
+            return result
+        }
+        notifyDue()
+        return result
     }
 
     public func resolved(_ pair: ClaimedPair, handlers: [String]) async throws {

@@ -30,6 +30,7 @@ public final class PostgresStore: Store {
     let keyValueWrites: WriteBatcher<KeyValueWrite, KeyValueWriteResult>
     let wakeupChannel: PostgresWakeups
     private let closed = Atomic(false)
+    let metrics: StoreMetrics
 
     public var location: String { url.redacted }
 
@@ -53,11 +54,12 @@ public final class PostgresStore: Store {
         self.clock = options.clock
         self.timeout = options.timeout
         self.runner = runner
+        self.metrics = options.metrics
         // Set below, once `self` exists: the batchers' work runs statements through it.
         let connection = BatchConnection()
-        self.appends = WriteBatcher { items in try await connection.store!.appendBatch(items) }
-        self.finishes = WriteBatcher { items in try await connection.store!.finishBatch(items) }
-        self.keyValueWrites = WriteBatcher { items in try await connection.store!.keyValueBatch(items) }
+        self.appends = WriteBatcher(metrics: options.metrics) { items in try await connection.store!.appendBatch(items) }
+        self.finishes = WriteBatcher(metrics: options.metrics) { items in try await connection.store!.finishBatch(items) }
+        self.keyValueWrites = WriteBatcher(metrics: options.metrics) { items in try await connection.store!.keyValueBatch(items) }
         connection.store = self
     }
 

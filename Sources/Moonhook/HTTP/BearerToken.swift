@@ -1,0 +1,17 @@
+import Hummingbird
+import WebhookVerification
+
+/// The admin token, as `/admin` and `/metrics` check it: `Authorization: Bearer <admin_token>`,
+/// compared in constant time. Without a token configured, what it guards is off (404).
+struct BearerToken: Sendable {
+    let token: String?
+    /// What it guards, for the refusals: `the admin API`, `/metrics`.
+    let guarding: String
+
+    func authorize(_ request: Request) throws {
+        guard let token else { throw HTTPFailure(.notFound, "\(guarding) is off (set admin_token)") }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+            Digest.constantTimeEquals(Array(header.dropFirst(7).utf8), Array(token.utf8))
+        else { throw HTTPFailure(.unauthorized, "\(guarding) needs Authorization: Bearer <admin_token>") }
+    }
+}

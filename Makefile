@@ -7,14 +7,16 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := liblua5.4-dev libssl-dev pkg-config python3 python3-venv
 # What only the tests need: stock Lua 5.4, the oracle of the differential test; PostgreSQL, whose
 # server the tests start themselves in a temporary folder (scripts/test-postgres.sh); openssl for
-# its self-signed certificate.
-TEST_APT_PACKAGES := lua5.4 postgresql openssl
+# its self-signed certificate; Prometheus, whose promtool checks the example alert rules and whose
+# server scrapes a test server.
+TEST_APT_PACKAGES := lua5.4 postgresql openssl prometheus
 # Swift from swift.org, where the toolchain image puts it, when it is not on PATH already.
 SWIFT := $(shell command -v swift 2>/dev/null || ls /opt/swift/usr/bin/swift 2>/dev/null || echo swift)
 CONFIGURATION ?= debug
 # The senders' own signing libraries, which the tests sign requests with (scripts/sign.py).
 # browser-use-sdk 3.x no longer ships its webhook module, hence the pin.
-PIP_PACKAGES := standardwebhooks==1.1.0 svix stripe slack-sdk browser-use-sdk==2.0.15 twilio==9.13.0
+# prometheus-client's text parser reads /metrics in the tests.
+PIP_PACKAGES := standardwebhooks==1.1.0 svix stripe slack-sdk browser-use-sdk==2.0.15 twilio==9.13.0 prometheus-client
 VENV := $(CURDIR)/.build-venv
 export MOONHOOK_PYTHON := $(VENV)/bin/python3
 
@@ -42,7 +44,7 @@ deps:
 test-deps: deps
 	$(call apt_install,$(TEST_APT_PACKAGES))
 	@[ -x $(MOONHOOK_PYTHON) ] || python3 -m venv $(VENV)
-	@$(MOONHOOK_PYTHON) -c "import standardwebhooks, svix, stripe, slack_sdk, browser_use_sdk.lib.webhooks, twilio.request_validator" 2>/dev/null || \
+	@$(MOONHOOK_PYTHON) -c "import standardwebhooks, svix, stripe, slack_sdk, browser_use_sdk.lib.webhooks, twilio.request_validator, prometheus_client.parser" 2>/dev/null || \
 	  $(MOONHOOK_PYTHON) -m pip install --quiet --disable-pip-version-check $(PIP_PACKAGES)
 
 build: deps

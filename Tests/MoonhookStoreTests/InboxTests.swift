@@ -41,6 +41,27 @@ struct InboxTests {
         await made.remove()
     }
 
+    /// A dead outcome's alert is stored with it, in its transaction: once, and only when the
+    /// outcome is recorded (a second finish of the same attempt stores nothing).
+    @Test(arguments: StoreEngine.all) func aDeadOutcomeStoresItsAlertOnce(engine: StoreEngine) async throws {
+        let made = try await engine.make()
+        let store = made.store
+        _ = try await store.append(Self.delivery("d1", handlers: ["s/a.lua"]), retention: Self.week, claimed: false, lease: .seconds(30))
+        let pair = try #require(try await Self.claimAll(store).first)
+        let alert = InboxDelivery(
+            source: "s", id: "moonhook.dead:\(pair.delivery.seq):s/a.lua:1", type: "moonhook.dead", receivedAt: Date(), headers: [:],
+            body: bytes(#"{"handler":"s/a.lua"}"#), handlers: ["s/_dead.lua"])
+        let record = AttemptRecord(startedAt: Date(), finishedAt: Date(), logs: [])
+        #expect(try await store.finish(pair, outcome: .dead(error: "boom", alert: alert), record: record))
+        #expect(try await store.finish(pair, outcome: .dead(error: "boom", alert: alert), record: record) == false)
+        let alerts = try await store.deliveries(DeliveryFilter(type: "moonhook.dead")).deliveries
+        #expect(alerts.count == 1)
+        let due = try await Self.claimAll(store)
+        #expect(due.map(\.handler) == ["s/_dead.lua"], "the alert's pair is due at once")
+        #expect(due.first?.delivery.body == alert.body)
+        await made.remove()
+    }
+
     @Test(arguments: StoreEngine.all) func claimFinishRetryDeadReplay(engine: StoreEngine) async throws {
         let made = try await engine.make()
         let store = made.store

@@ -92,7 +92,7 @@ struct DeliveryTests {
         let app = try await buildApplication(configuration: configuration, environment: [:], logger: records.logger())
         try await app.test(.live) { client in
             #expect(try await Self.post(client, "s", #"{"type":"flaky","id":"f-1"}"#).status == .accepted)
-            #expect(await Server.eventually { records.all.contains { $0.message == "handler failed, dead-lettered" } })
+            #expect(await Server.eventually({ records.all.contains { $0.message == "handler failed, dead-lettered" } }, within: .seconds(15)))
             #expect(records.all.filter { $0.message == "attempt" }.map { $0.metadata["n"] } == ["1", "2"])
             #expect(records.all.contains { $0.message == "handler failed, will retry" && $0.metadata["attempt"] == "1" })
 
@@ -290,8 +290,10 @@ struct DeliveryTests {
             #expect(busy.status == 503, "\(busy)")
             #expect(busy.retryAfter == "1")
             #expect(busy.body.contains("no free slot within its 1000 ms timeout"), "\(busy.body)")
-            // Late timers on a loaded machine stretch the upper side; the lower one is the timeout.
-            #expect(answeredAfter >= .milliseconds(950) && answeredAfter < .seconds(4), "503 after \(answeredAfter); the handler's timeout is 1 s")
+            // The lower side is the timeout. The upper one only bounds the wait: the 503 itself says
+            // the slot holder (2.5 s) was not waited for, and on a loaded machine the two store
+            // writes before the answer (the dead pair, the released id) can take seconds.
+            #expect(answeredAfter >= .milliseconds(950) && answeredAfter < .seconds(15), "503 after \(answeredAfter); the handler's timeout is 1 s")
             // Its pair is dropped (dead, with the reason), not left to run once its lease runs out.
             let dead = try await Self.adminUntil(client, "/admin/deliveries?status=dead&source=shared") { ($0["deliveries"] as? [Any])?.count == 1 }
             let seq = try #require((dead["deliveries"] as? [[String: Any]])?.first?["seq"] as? Int)

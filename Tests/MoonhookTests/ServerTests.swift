@@ -44,6 +44,11 @@ enum Server {
         configuration.workers = 2
         configuration.maxBodyBytes = maxBodyBytes
         configuration.store = "sqlite:" + handlers.folder.appending(path: "state/moonhook.sqlite").path
+        // HummingbirdTesting's live client opens its connection when the server starts, and a test
+        // may first use it long after; the server closes a connection that sends no request head
+        // within header_timeout of opening (a slow-sender defence), and that client then waits for
+        // an answer without end. The slow-sender tests set their own.
+        configuration.server.headerTimeout = .seconds(600)
         return configuration
     }
 

@@ -207,6 +207,24 @@ struct ObservabilityTests {
         }
     }
 
+    /// The loader (and so `moonhook check` and hot reload) knows the dead-letter handler: `_dead.lua`
+    /// takes no `on` patterns, and no handler may be named after the reserved type.
+    @Test func checkKnowsTheDeadLetterHandler() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("s/source.yaml", "scheme: none\n")
+        try handlers.write("s/_dead.lua", "return { on = {'*'}, handle = function(e) end }\n")
+        try handlers.write("s/moonhook.dead.lua", "return function(e) end\n")
+        try handlers.write("ok/source.yaml", "scheme: none\n")
+        try handlers.write("ok/_dead.lua", "return function(e) end\n")
+        let result = try await Self.detached { try MoonhookProcess.run(["check", "--handlers", handlers.folder.path]) }
+        let output = result.out + result.err
+        #expect(result.status == 1, "\(output)")
+        #expect(output.contains("s/_dead.lua: _dead.lua runs for dead-letter alerts (moonhook.dead) only: it takes no 'on' patterns"), "\(output)")
+        #expect(output.contains("s/moonhook.dead.lua: moonhook.dead is reserved for dead-letter alerts: name the handler _dead.lua"), "\(output)")
+        #expect(output.contains("ok: ok (none, 1 handlers)"), "\(output)")
+    }
+
     /// Runs blocking work off the cooperative pool, which the server under test needs.
     static func detached<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in

@@ -145,6 +145,10 @@ extension SQLiteStore {
         for row in waiting {
             if let source = row.column("source")?.string, let at = row.column("oldest")?.integer { oldest[source] = Self.date(at) }
         }
+        return PairCounts(byStatus: byStatus, oldestWaiting: oldest)
+    }
+
+    public func openPairs(now: Date) async throws -> OpenPairs {
         let open = try await query(
             "SELECT source, status, count(*) AS n FROM pairs WHERE kind = 'handler' AND status IN ('pending', 'running', 'retry', 'dead') GROUP BY source, status")
         var bySource: [String: [PairStatus: Int]] = [:]
@@ -155,6 +159,13 @@ extension SQLiteStore {
                 bySource[source, default: [:]][status] = count
             }
         }
-        return PairCounts(byStatus: byStatus, oldestWaiting: oldest, bySource: bySource)
+        let due = try await query(
+            "SELECT source, min(due_at) AS due FROM pairs WHERE kind = 'handler' AND status IN ('pending', 'retry') AND due_at <= ?1 GROUP BY source",
+            [.integer(Self.milliseconds(now))])
+        var oldest: [String: Date] = [:]
+        for row in due {
+            if let source = row.column("source")?.string, let at = row.column("due")?.integer { oldest[source] = Self.date(at) }
+        }
+        return OpenPairs(bySource: bySource, oldestDue: oldest)
     }
 }

@@ -18,6 +18,8 @@ enum DeadLetterAlert {
     static let type = "moonhook.dead"
     /// The handler file name (without `.lua`) that takes alerts; it never runs for other types.
     static let handlerName = "_dead"
+    /// How alerts' ids start; reserved: a sender cannot use such an id.
+    static let idPrefix = "moonhook.dead:"
 
     /// The alert for `pair` dying with `error`, or nil when no alert is due: the source has no
     /// `_dead.lua`, or the pair is itself an alert's (a failing `_dead.lua` is not alerted on).
@@ -43,7 +45,7 @@ enum DeadLetterAlert {
         CanonicalJSON.writeString(TimeAPI.iso8601(now), to: &body)
         body += Array("}".utf8)
         return InboxDelivery(
-            source: original.source, id: "\(type):\(original.seq):\(pair.handler):\(pair.attempt)", type: type, receivedAt: now,
+            source: original.source, id: "\(idPrefix)\(original.seq):\(pair.handler):\(pair.attempt)", type: type, receivedAt: now,
             headers: ["content-type": "application/json"], body: body, handlers: [handler.path])
     }
 }

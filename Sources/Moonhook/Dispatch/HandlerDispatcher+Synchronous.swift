@@ -42,6 +42,7 @@ extension HandlerDispatcher {
         let clock = ContinuousClock()
         let start = clock.now
         guard await waitForSlot(source: source, handler: handler, within: timeout) else {
+            metrics.deadLetter(source: pair.delivery.source, handler: pair.handler)
             await recorder.drop(pair, error: "no free slot within the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
             return .noSlot(timeout: timeout)
         }
@@ -96,6 +97,7 @@ extension HandlerDispatcher {
 
     /// Records a pair that the caller claimed dead without running it.
     public func drop(_ pair: ClaimedPair, error: String) async {
+        metrics.deadLetter(source: pair.delivery.source, handler: pair.handler)
         await recorder.drop(pair, error: error)
     }
 }

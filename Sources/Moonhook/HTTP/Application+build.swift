@@ -54,6 +54,7 @@ public func buildApplication(
         logger.info("source ready", metadata: ["source": "\(name)", "handlers": "\(source.handlers.map(\.path).joined(separator: ","))"])
     }
     directory.start(with: catalog)
+    for source in catalog.sources.values { metrics.prepare(source: source.name, handlers: source.handlers.map(\.path)) }
     let readiness = Readiness()
     readiness.handlersLoaded()
     let sources = directory

@@ -58,6 +58,10 @@ struct Envelope {
             throw HTTPFailure(.badRequest, "event type \(DeadLetterAlert.type) is reserved for moonhook's own dead-letter alerts", reason: .type)
         }
         let id = place.value(of: rules.id, isType: false) ?? Digest.hex(Digest.hash(.sha256, request.body))
+        // Alerts' ids share the source's deduplication: a sender taking one first would silence it.
+        guard !id.hasPrefix(DeadLetterAlert.idPrefix) else {
+            throw HTTPFailure(.badRequest, "delivery ids starting with \(DeadLetterAlert.idPrefix) are reserved for moonhook's own dead-letter alerts", reason: .body)
+        }
         return Envelope(type: type, id: id)
     }
 

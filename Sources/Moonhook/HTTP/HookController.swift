@@ -56,7 +56,8 @@ struct HookController: Sendable {
             if let source { secrets = source.configuration.verifier.secrets + source.redactions }
             refusals.add(
                 Refusal(
-                    time: Date(), source: label, status: failure.status.code, reason: failure.reason, message: failure.message, remoteAddress: context.peer,
+                    time: Date(), source: label, status: failure.status.code, reason: failure.reason,
+                    message: RefusalLog.redact(failure.message, secrets: secrets), remoteAddress: context.peer,
                     headerNames: request.headers.map { $0.name.canonicalName }, bodyBytes: size,
                     bodyPrefix: RefusalLog.prefix(of: body.bytes ?? [], limit: refusalBodyBytes, secrets: secrets)))
             logger.warning(

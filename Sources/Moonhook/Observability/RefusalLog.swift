@@ -30,6 +30,15 @@ public final class RefusalLog: Sendable {
     private struct Ring {
         var items: [Refusal] = []
         var next = 0
+
+        mutating func add(_ refusal: Refusal, keep: Int) {
+            if items.count < keep {
+                items.append(refusal)
+            } else {
+                items[next] = refusal
+                next = (next + 1) % keep
+            }
+        }
     }
 
     public init(keep: Int) {
@@ -39,14 +48,8 @@ public final class RefusalLog: Sendable {
     func add(_ refusal: Refusal) {
         guard keep > 0 else { return }
         state.withLock { rings in
-            var ring = rings[refusal.source] ?? Ring()
-            if ring.items.count < keep {
-                ring.items.append(refusal)
-            } else {
-                ring.items[ring.next] = refusal
-                ring.next = (ring.next + 1) % keep
-            }
-            rings[refusal.source] = ring
+            // In place: a copy of the ring would copy its whole array on every refusal.
+            rings[refusal.source, default: Ring()].add(refusal, keep: keep)
         }
     }
 
@@ -59,22 +62,48 @@ public final class RefusalLog: Sendable {
 
     /// The first `limit` bytes of `body` as text, each of `secrets` replaced by `[redacted]`.
     /// Redacted on a window longer than `limit` by the longest secret, so that a secret starting
-    /// just before the cut is replaced whole, not left in part.
+    /// just before the cut is replaced whole, not left in part; cut on a character boundary.
+    /// Works on bytes: it runs for every refused request.
     static func prefix(of body: [UInt8], limit: Int, secrets: [String]) -> String {
         guard limit > 0, !body.isEmpty else { return "" }
-        let longest = secrets.map(\.utf8.count).max() ?? 0
-        var window = String(decoding: body.prefix(limit + longest), as: UTF8.self)
-        for secret in secrets.filter({ !$0.isEmpty }).sorted(by: { $0.count > $1.count }) {
-            window = window.replacingOccurrences(of: secret, with: "[redacted]")
+        let needles = secrets.map { Array($0.utf8) }.filter { !$0.isEmpty }
+        let longest = needles.map(\.count).max() ?? 0
+        var bytes = redacted(Array(body.prefix(limit + longest)), needles)
+        if bytes.count > limit {
+            var end = limit
+            // Back to the start of the character the cut falls in (continuation bytes are 10xxxxxx).
+            while end > 0, bytes[end] & 0xC0 == 0x80 { end -= 1 }
+            bytes.removeSubrange(end...)
         }
-        var cut = ""
-        var used = 0
-        for character in window {
-            let size = character.utf8.count
-            if used + size > limit { break }
-            cut.append(character)
-            used += size
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// `text` with each of `secrets` replaced by `[redacted]` (the longest first, where they overlap).
+    static func redact(_ text: String, secrets: [String]) -> String {
+        let needles = secrets.map { Array($0.utf8) }.filter { !$0.isEmpty }
+        guard !needles.isEmpty else { return text }
+        return String(decoding: redacted(Array(text.utf8), needles), as: UTF8.self)
+    }
+
+    private static let marker = Array("[redacted]".utf8)
+
+    private static func redacted(_ bytes: [UInt8], _ needles: [[UInt8]]) -> [UInt8] {
+        guard !needles.isEmpty else { return bytes }
+        let ordered = needles.sorted { $0.count > $1.count }
+        var output: [UInt8] = []
+        output.reserveCapacity(bytes.count)
+        var index = 0
+        scan: while index < bytes.count {
+            for needle in ordered where bytes[index] == needle[0] && index + needle.count <= bytes.count {
+                if bytes[index..<(index + needle.count)].elementsEqual(needle) {
+                    output += marker
+                    index += needle.count
+                    continue scan
+                }
+            }
+            output.append(bytes[index])
+            index += 1
         }
-        return cut
+        return output
     }
 }

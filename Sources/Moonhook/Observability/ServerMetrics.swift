@@ -18,6 +18,10 @@ public final class ServerMetrics: Sendable {
     /// (source, state) and source series of the store gauges last set, so that one gone to zero
     /// is set to zero rather than left at its last value.
     private let reported = Mutex<(pairs: Set<[String]>, oldest: Set<String>)>(([], []))
+    /// Handles made so far, by name and label values: making one goes through the registry's lock
+    /// and checks the name and labels again, on every request otherwise.
+    private let counters = Mutex<[[String]: CoreMetrics.Counter]>([:])
+    private let timers = Mutex<[[String]: CoreMetrics.Timer]>([:])
 
     /// The `source` label of a request to a source that is not served.
     public static let unknownSource = "_unknown"
@@ -36,6 +40,37 @@ public final class ServerMetrics: Sendable {
         Gauge(label: "moonhook_build_info", dimensions: [("version", MoonhookVersion.current)], factory: factory).record(1)
     }
 
+    /// The counter `name` with `labels` (names and values, always in the same order).
+    private func counter(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Counter {
+        let key = [name] + labels.map(\.1)
+        if let counter = counters.withLock({ $0[key] }) { return counter }
+        let counter = Counter(label: name, dimensions: labels, factory: factory)
+        counters.withLock { $0[key] = counter }
+        return counter
+    }
+
+    private func timer(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Timer {
+        let key = [name] + labels.map(\.1)
+        if let timer = timers.withLock({ $0[key] }) { return timer }
+        let timer = Timer(label: name, dimensions: labels, factory: factory)
+        timers.withLock { $0[key] = timer }
+        return timer
+    }
+
+    /// Exposes a source's counters at zero as soon as it is served, so that the first dead letter,
+    /// refusal or failed reload is an increase Prometheus sees (a series born at 1 has none).
+    func prepare(source: String, handlers: [String]) {
+        for handler in handlers {
+            let pair = [("source", source), ("handler", handler)]
+            _ = counter("moonhook_dead_letters_total", pair)
+            _ = counter("moonhook_retries_total", pair)
+            for outcome in ["ok", "error", "timeout", "limit"] { _ = counter("moonhook_invocations_total", pair + [("outcome", outcome)]) }
+        }
+        for reason in RefusalReason.allCases { _ = counter("moonhook_refusals_total", [("source", source), ("reason", reason.rawValue)]) }
+        _ = counter("moonhook_reloads_total", [("source", source)])
+        _ = counter("moonhook_reload_failures_total", [("source", source)])
+    }
+
     /// What the store reports through the same registry.
     public var store: StoreMetrics { StoreMetrics(factory: factory) }
 
@@ -46,12 +81,12 @@ public final class ServerMetrics: Sendable {
 
     /// A request to `POST` or `GET /hooks/{source}` answered with `status`, with a body of `bytes`.
     func request(source: String, status: Int, bytes: Int) {
-        Counter(label: "moonhook_requests_total", dimensions: [("source", source), ("status", String(status))], factory: factory).increment()
-        if bytes > 0 { Counter(label: "moonhook_request_body_bytes_total", dimensions: [("source", source)], factory: factory).increment(by: bytes) }
+        counter("moonhook_requests_total", [("source", source), ("status", String(status))]).increment()
+        if bytes > 0 { counter("moonhook_request_body_bytes_total", [("source", source)]).increment(by: bytes) }
     }
 
     func refusal(source: String, reason: RefusalReason) {
-        Counter(label: "moonhook_refusals_total", dimensions: [("source", source), ("reason", reason.rawValue)], factory: factory).increment()
+        counter("moonhook_refusals_total", [("source", source), ("reason", reason.rawValue)]).increment()
     }
 
     // MARK: Running handlers
@@ -75,35 +110,31 @@ public final class ServerMetrics: Sendable {
 
     func invocation(source: String, handler: String, outcome: LuaOutcome, duration: Duration) {
         let pair = [("source", source), ("handler", handler)]
-        Counter(label: "moonhook_invocations_total", dimensions: pair + [("outcome", InvocationOutcome(outcome.result).rawValue)], factory: factory)
-            .increment()
-        Timer(label: "moonhook_invocation_duration_seconds", dimensions: pair, factory: factory).recordNanoseconds(duration.totalNanoseconds)
-        if outcome.instructions > 0 {
-            Counter(label: "moonhook_invocation_instructions_total", dimensions: pair, factory: factory).increment(by: Int(outcome.instructions))
-        }
+        counter("moonhook_invocations_total", pair + [("outcome", InvocationOutcome(outcome.result).rawValue)]).increment()
+        timer("moonhook_invocation_duration_seconds", pair).recordNanoseconds(duration.totalNanoseconds)
+        if outcome.instructions > 0 { counter("moonhook_invocation_instructions_total", pair).increment(by: Int(outcome.instructions)) }
     }
 
     func retry(source: String, handler: String) {
-        Counter(label: "moonhook_retries_total", dimensions: [("source", source), ("handler", handler)], factory: factory).increment()
+        counter("moonhook_retries_total", [("source", source), ("handler", handler)]).increment()
     }
 
     func deadLetter(source: String, handler: String) {
-        Counter(label: "moonhook_dead_letters_total", dimensions: [("source", source), ("handler", handler)], factory: factory).increment()
+        counter("moonhook_dead_letters_total", [("source", source), ("handler", handler)]).increment()
     }
 
     // MARK: Host APIs
 
     /// A `kv.*` call: `operation` is the function's name (`get`, `incr`, …), `ok` whether it returned.
     func keyValue(operation: String, ok: Bool) {
-        Counter(label: "moonhook_kv_operations_total", dimensions: [("operation", operation), ("outcome", ok ? "ok" : "error")], factory: factory)
-            .increment()
+        counter("moonhook_kv_operations_total", [("operation", operation), ("outcome", ok ? "ok" : "error")]).increment()
     }
 
     /// An `http.request` call: the final status (after redirects), or nil when none came back.
     func outbound(status: Int?, duration: Duration) {
         let statusClass = status.map { "\($0 / 100)xx" } ?? "error"
-        Counter(label: "moonhook_outbound_requests_total", dimensions: [("status_class", statusClass)], factory: factory).increment()
-        Timer(label: "moonhook_outbound_duration_seconds", dimensions: [], factory: factory).recordNanoseconds(duration.totalNanoseconds)
+        counter("moonhook_outbound_requests_total", [("status_class", statusClass)]).increment()
+        timer("moonhook_outbound_duration_seconds", []).recordNanoseconds(duration.totalNanoseconds)
     }
 
     /// Bytes a Lua worker's state holds.
@@ -115,26 +146,25 @@ public final class ServerMetrics: Sendable {
 
     /// A source folder loaded again after a change; `failed` when its problems kept the previous version serving.
     func reload(source: String, failed: Bool) {
-        Counter(label: failed ? "moonhook_reload_failures_total" : "moonhook_reloads_total", dimensions: [("source", source)], factory: factory)
-            .increment()
+        counter(failed ? "moonhook_reload_failures_total" : "moonhook_reloads_total", [("source", source)]).increment()
     }
 
     // MARK: Shared state
 
-    /// Sets the store-wide gauges: pairs of each source by state, and the age of each source's
-    /// oldest waiting delivery. `sources` are the sources served, reported at zero when idle.
-    func storeState(_ counts: PairCounts, sources: [String], now: Date) {
+    /// Sets the store-wide gauges: pairs of each source by state, and how long each source's
+    /// oldest due pair has waited. `sources` are the sources served, reported at zero when idle.
+    func storeState(_ open: OpenPairs, sources: [String], now: Date) {
         let states: [PairStatus] = [.pending, .running, .retry, .dead]
         var pairs: Set<[String]> = []
         var oldest: Set<String> = []
-        for source in Set(sources).union(counts.bySource.keys) {
+        for source in Set(sources).union(open.bySource.keys) {
             for state in states {
                 pairs.insert([source, state.rawValue])
                 Gauge(label: "moonhook_pairs", dimensions: [("source", source), ("state", state.rawValue)], factory: factory)
-                    .record(counts.bySource[source]?[state] ?? 0)
+                    .record(open.bySource[source]?[state] ?? 0)
             }
             oldest.insert(source)
-            let age = counts.oldestWaiting[source].map { max(0, now.timeIntervalSince($0)) } ?? 0
+            let age = open.oldestDue[source].map { max(0, now.timeIntervalSince($0)) } ?? 0
             Gauge(label: "moonhook_oldest_pending_age_seconds", dimensions: [("source", source)], factory: factory).record(age)
         }
         let (stalePairs, staleOldest) = reported.withLock { reported in

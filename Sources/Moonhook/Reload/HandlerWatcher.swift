@@ -134,6 +134,7 @@ public final class HandlerWatcher: Service {
         case .success(let source):
             let added = directory.source(named: name) == nil
             directory.install(source)
+            metrics?.prepare(source: name, handlers: source.handlers.map(\.path))
             metrics?.reload(source: name, failed: false)
             logger.notice(added ? "source added" : "source reloaded", metadata: [
                 "source": "\(name)", "handlers": "\(source.handlers.map(\.path).joined(separator: ","))",

@@ -41,6 +41,9 @@ public protocol DeliveryInbox: Sendable {
     func purge(_ filter: DeliveryFilter, onlyFinished: Bool) async throws -> Int
     /// Pairs per state, and per source the oldest delivery with a pair waiting to run.
     func pairCounts() async throws -> PairCounts
+    /// The pairs not done per source and state, and per source the oldest due pair (due at `now`
+    /// or before): store-wide, for the metrics gauges.
+    func openPairs(now: Date) async throws -> OpenPairs
     /// Yields when another process may have made work due (stored a delivery it did not claim,
     /// replayed one), so that a dispatcher claims at once rather than at its next poll. An engine
     /// with no such signal yields nothing: polling finds the work.

@@ -136,12 +136,24 @@ public struct PairCounts: Sendable, Equatable {
     public var byStatus: [PairStatus: Int]
     /// Per source, when its oldest delivery with a pending or retrying pair was received.
     public var oldestWaiting: [String: Date]
-    /// Per source, its pairs in each state but done (states with none are absent).
-    public var bySource: [String: [PairStatus: Int]]
 
-    public init(byStatus: [PairStatus: Int], oldestWaiting: [String: Date], bySource: [String: [PairStatus: Int]] = [:]) {
+    public init(byStatus: [PairStatus: Int], oldestWaiting: [String: Date]) {
         self.byStatus = byStatus
         self.oldestWaiting = oldestWaiting
+    }
+}
+
+/// The pairs not done, as the metrics gauges show them: read from the open pairs only (indexed),
+/// never the done ones, which a store keeps by the million.
+public struct OpenPairs: Sendable, Equatable {
+    /// Per source, its pairs in each state but done (states with none are absent).
+    public var bySource: [String: [PairStatus: Int]]
+    /// Per source, since when its longest-waiting due pair has been due: a pending pair since it
+    /// was stored, a retry since its retry time (one waiting for its time is not late).
+    public var oldestDue: [String: Date]
+
+    public init(bySource: [String: [PairStatus: Int]], oldestDue: [String: Date]) {
         self.bySource = bySource
+        self.oldestDue = oldestDue
     }
 }

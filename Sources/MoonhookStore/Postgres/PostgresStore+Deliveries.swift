@@ -176,13 +176,26 @@ extension PostgresStore {
             let (source, at) = try row.decode((String, Int64).self)
             oldest[source] = Self.date(at)
         }
+        return PairCounts(byStatus: byStatus, oldestWaiting: oldest)
+    }
+
+    public func openPairs(now: Date) async throws -> OpenPairs {
         let open = try await run(
-            "counting open pairs", "SELECT source, status, count(*)::int8 FROM pairs WHERE kind = 'handler' AND status IN ('pending', 'running', 'retry', 'dead') GROUP BY source, status")
+            "counting open pairs",
+            "SELECT source, status, count(*)::int8 FROM pairs WHERE kind = 'handler' AND status IN ('pending', 'running', 'retry', 'dead') GROUP BY source, status")
         var bySource: [String: [PairStatus: Int]] = [:]
         for row in open {
             let (source, name, count) = try row.decode((String, String, Int64).self)
             if let status = PairStatus(rawValue: name) { bySource[source, default: [:]][status] = Int(count) }
         }
-        return PairCounts(byStatus: byStatus, oldestWaiting: oldest, bySource: bySource)
+        let due = try await run(
+            "finding the oldest due pairs",
+            "SELECT source, min(due_at) FROM pairs WHERE kind = 'handler' AND status IN ('pending', 'retry') AND due_at <= \(Self.milliseconds(now)) GROUP BY source")
+        var oldest: [String: Date] = [:]
+        for row in due {
+            let (source, at) = try row.decode((String, Int64).self)
+            oldest[source] = Self.date(at)
+        }
+        return OpenPairs(bySource: bySource, oldestDue: oldest)
     }
 }

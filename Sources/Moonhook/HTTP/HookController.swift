@@ -52,14 +52,11 @@ struct HookController: Sendable {
             let size = body.bytes?.count ?? request.headers[.contentLength].flatMap { Int($0) } ?? 0
             metrics.request(source: label, status: failure.status.code, bytes: body.bytes?.count ?? 0)
             metrics.refusal(source: label, reason: failure.reason)
-            var secrets: [String] = []
-            if let source { secrets = source.configuration.verifier.secrets + source.redactions }
             refusals.add(
                 Refusal(
-                    time: Date(), source: label, status: failure.status.code, reason: failure.reason,
-                    message: RefusalLog.redact(failure.message, secrets: secrets), remoteAddress: context.peer,
-                    headerNames: request.headers.map { $0.name.canonicalName }, bodyBytes: size,
-                    bodyPrefix: RefusalLog.prefix(of: body.bytes ?? [], limit: refusalBodyBytes, secrets: secrets)))
+                    time: Date(), source: label, status: failure.status.code, reason: failure.reason, message: failure.message, remoteAddress: context.peer,
+                    headerNames: request.headers.map { $0.name.canonicalName }, bodyBytes: size, body: body.bytes ?? [], bodyLimit: refusalBodyBytes,
+                    secrets: source?.secrets ?? []))
             logger.warning(
                 "webhook refused",
                 metadata: ["source": "\(name)", "status": "\(failure.status.code)", "reason": "\(failure.message)", "refusal": "\(failure.reason.rawValue)"])

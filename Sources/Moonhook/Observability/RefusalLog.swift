@@ -1,23 +1,48 @@
 import Foundation
 import Synchronization
 
-/// A refused request, as kept for an operator asking "why didn't it trigger?".
+/// A refused request, as kept for an operator asking "why didn't it trigger?". Kept as received
+/// and redacted when read (`message`, `bodyPrefix`): reading is rare, refusing is not.
 public struct Refusal: Sendable, Equatable {
     public var time: Date
     /// The source named in the path, or `_unknown` when no such source is served.
     public var source: String
     public var status: Int
     public var reason: RefusalReason
-    /// The one-line reason the sender was given.
-    public var message: String
     /// The peer's address (the proxy's, behind one).
     public var remoteAddress: String?
     /// Header names only, lower-cased, in the order sent: values may hold credentials.
     public var headerNames: [String]
     /// The body's size in bytes (as announced by `content-length` when it was not read).
     public var bodyBytes: Int
+    private let sent: String
+    /// The body's first `bodyLimit` bytes plus the longest secret's length (see `RefusalLog.prefix`).
+    private let window: [UInt8]
+    private let bodyLimit: Int
+    private let secrets: [String]
+
+    /// `body`: what was read of it; `secrets`: the source's, which nothing shown may contain.
+    init(
+        time: Date, source: String, status: Int, reason: RefusalReason, message: String, remoteAddress: String?, headerNames: [String], bodyBytes: Int,
+        body: [UInt8], bodyLimit: Int, secrets: [String]
+    ) {
+        self.time = time
+        self.source = source
+        self.status = status
+        self.reason = reason
+        self.remoteAddress = remoteAddress
+        self.headerNames = headerNames
+        self.bodyBytes = bodyBytes
+        sent = message
+        self.bodyLimit = bodyLimit
+        self.secrets = secrets
+        window = bodyLimit > 0 ? Array(body.prefix(bodyLimit + secrets.reduce(0) { max($0, $1.utf8.count) })) : []
+    }
+
+    /// The one-line reason the sender was given, the source's secrets replaced by `[redacted]`.
+    public var message: String { RefusalLog.redact(sent, secrets: secrets) }
     /// The body's first bytes, with the source's secrets replaced by `[redacted]`.
-    public var bodyPrefix: String
+    public var bodyPrefix: String { RefusalLog.prefix(of: window, limit: bodyLimit, secrets: secrets) }
 }
 
 /// The last refused requests of each source, in memory, per instance: `refusals.keep` each (the

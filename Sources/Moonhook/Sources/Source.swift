@@ -46,6 +46,8 @@ public struct Source: Sendable {
     let pointerTokens: [[String]]
     /// The handler secrets' values, which handlers' log lines must not show.
     let redactions: [String]
+    /// Every secret of the source (signing secrets and handler secrets), which kept refusals must not show.
+    let secrets: [String]
 
     init(name: String, configuration: SourceConfiguration, verifier: Verifier, handlers: [LoadedHandler]) {
         self.name = name
@@ -55,6 +57,7 @@ public struct Source: Sendable {
         pointers = (configuration.type + configuration.id).compactMap(\.pointer)
         pointerTokens = pointers.map(JSONScanner.tokens(of:))
         redactions = Array(configuration.handlerSecrets.values)
+        secrets = configuration.verifier.secrets + redactions
     }
 
     /// The handler loaded from `path` (relative to the handlers folder), if it still is.

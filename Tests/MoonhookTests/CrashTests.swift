@@ -146,6 +146,8 @@ struct CrashLoopTests {
         try handlers.write("c/work.lua", """
             return { retries = 1, handle = function(e) log.warn('attempt started', {attempt = e.attempt}) time.sleep(8000) end }
             """)
+        // The dead-letter alert of a pair dead-lettered without running again.
+        try handlers.write("c/_dead.lua", "return function(e) log.warn('alert', {id = e.body.delivery.id, error = e.body.error}) end")
         let config = handlers.folder.appending(path: "moonhook.yaml").path
         try "deliveries:\n  lease: 1s\n  poll_interval: 100ms\n".write(toFile: config, atomically: true, encoding: .utf8)
         let store = handlers.folder.appending(path: "state.sqlite").path
@@ -181,11 +183,16 @@ struct CrashLoopTests {
         let dead = await logs.first("handler dead-lettered")
         #expect(dead?["error"]?.contains("did not finish: the process running it ended") == true, "\(logs.all)")
         #expect(!logs.all.contains { $0["msg"] == "attempt started" }, "a third attempt ran")
+        let alert = await logs.first("alert")
+        #expect(alert?["id"] == "crash-1", "\(logs.all)")
+        #expect(alert?["error"]?.contains("did not finish: the process running it ended") == true, "\(logs.all)")
         kill(server.process.processIdentifier, SIGTERM)
         server.process.waitUntilExit()
         let inbox = try await openStore(store, logger: LogRecords().logger())
         let deadList = try await inbox.deliveries(DeliveryFilter(status: .dead)).deliveries
         #expect(deadList.map(\.id) == ["crash-1"])
+        let alerts = try await inbox.deliveries(DeliveryFilter(type: "moonhook.dead")).deliveries
+        #expect(alerts.count == 1, "one death, one alert: \(alerts.map(\.id))")
         if let seq = deadList.first?.seq, let detail = try await inbox.show(seq) {
             #expect(detail.pairs.first?.lastError?.contains("used up the pair's retries") == true, "\(detail.pairs)")
         }

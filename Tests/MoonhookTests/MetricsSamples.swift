@@ -17,6 +17,28 @@ struct MetricsSamples {
 
     let samples: [Sample]
 
+    /// Reads the exposition's sample lines here, without the Python parser: only for waiting
+    /// until a condition holds (`ObservabilityTests.scrapeUntil`), which scrapes many times and
+    /// must not start a Python process each time. What a test asserts comes from `init(exposition:)`.
+    init(polling exposition: [UInt8]) {
+        var samples: [Sample] = []
+        for line in String(decoding: exposition, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            let series = line[..<space]
+            var labels: [String: String] = [:]
+            var name = String(series)
+            if let brace = series.firstIndex(of: "{"), series.hasSuffix("}") {
+                name = String(series[..<brace])
+                for pair in series[series.index(after: brace)..<series.index(before: series.endIndex)].split(separator: ",") {
+                    guard let equals = pair.firstIndex(of: "=") else { continue }
+                    labels[String(pair[..<equals])] = String(pair[pair.index(after: equals)...]).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                }
+            }
+            samples.append(Sample(family: name, type: "", name: name, labels: labels, value: value))
+        }
+        self.samples = samples
+    }
+
     init(exposition: [UInt8]) throws {
         let output = try ReferenceSigner.python([ReferenceSigner.root.appending(path: "scripts/parse_metrics.py").path], input: exposition)
         let list = try #require(try JSONSerialization.jsonObject(with: output) as? [[String: Any]])
@@ -27,12 +49,12 @@ struct MetricsSamples {
         }
     }
 
-    /// Asks `/metrics` of a test server with the admin token.
-    static func scrape(_ client: any TestClientProtocol, token: String = "admin-token") async throws -> MetricsSamples {
+    /// Asks `/metrics` of a test server with the admin token; parsed with prometheus_client unless `polling`.
+    static func scrape(_ client: any TestClientProtocol, token: String = "admin-token", polling: Bool = false) async throws -> MetricsSamples {
         let response = try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(token)"])
         #expect(response.status == .ok)
         #expect(response.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
-        return try MetricsSamples(exposition: Array(buffer: response.body))
+        return polling ? MetricsSamples(polling: Array(buffer: response.body)) : try MetricsSamples(exposition: Array(buffer: response.body))
     }
 
     /// The sum of the samples named `name` whose labels include `labels` (0 when there is none).
@@ -52,7 +74,8 @@ struct MetricsSamples {
     /// The metric families exposed (sample names without `_bucket`, `_sum`, `_count`).
     var families: Set<String> {
         Set(samples.map { sample in
-            for suffix in ["_bucket", "_sum", "_count"] where sample.name.hasSuffix(suffix) && sample.type == "histogram" {
+            // A polled reading has no types: only histograms' series end so here.
+            for suffix in ["_bucket", "_sum", "_count"] where sample.name.hasSuffix(suffix) && (sample.type == "histogram" || sample.type.isEmpty) {
                 return String(sample.name.dropLast(suffix.count))
             }
             return sample.name

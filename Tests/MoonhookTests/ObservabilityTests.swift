@@ -28,6 +28,8 @@ struct ObservabilityTests {
 
     static func configuration(_ handlers: TestHandlers, _ engine: StoreEngine) async throws -> ServerConfiguration {
         var configuration = try await DeliveryTests.configuration(handlers, engine)
+        // Counts are exact only if nothing runs twice: no lease may run out on a loaded machine.
+        configuration.deliveries.lease = .seconds(60)
         configuration.metrics.storeInterval = .milliseconds(100)
         configuration.maxBodyBytes = 4096
         return configuration
@@ -39,15 +41,14 @@ struct ObservabilityTests {
         try await client.execute(uri: "/hooks/\(source)", method: .post, headers: headers, body: ByteBuffer(string: body))
     }
 
-    /// Scrapes until `condition` holds, for at most about ten seconds (each scrape runs the
-    /// Python parser, hence the pause between them).
+    /// Scrapes until `condition` holds, for at most about ten seconds, then once more through
+    /// prometheus_client's parser, whose reading the test then checks.
     static func scrapeUntil(_ client: any TestClientProtocol, _ condition: (MetricsSamples) -> Bool) async throws -> MetricsSamples {
-        var samples = try await MetricsSamples.scrape(client)
-        for _ in 0..<40 where !condition(samples) {
-            try await Task.sleep(for: .milliseconds(250))
-            samples = try await MetricsSamples.scrape(client)
+        for _ in 0..<100 {
+            if condition(try await MetricsSamples.scrape(client, polling: true)) { break }
+            try await Task.sleep(for: .milliseconds(100))
         }
-        return samples
+        return try await MetricsSamples.scrape(client)
     }
 
     /// What a test posted is what `/metrics` counts: answers by source and status, refusals by
@@ -73,7 +74,7 @@ struct ObservabilityTests {
             #expect(try await Self.post(client, "s", #"{"type":"ok","id":"moonhook.dead:1:s/ok.lua:1"}"#).status == .badRequest, "an alert's id")
 
             let samples = try await Self.scrapeUntil(client) {
-                $0.sum("moonhook_invocations_total", ["source": "s"]) == 7 && $0.sum("moonhook_pairs", ["source": "s", "state": "dead"]) == 2
+                $0.sum("moonhook_invocations_total", ["source": "s"]) >= 7 && $0.sum("moonhook_pairs", ["source": "s", "state": "dead"]) >= 2
             }
             #expect(samples.sum("moonhook_requests_total", ["source": "s", "status": "202"]) == 7)
             #expect(samples.sum("moonhook_requests_total", ["source": "s", "status": "200"]) == 1)
@@ -130,8 +131,8 @@ struct ObservabilityTests {
             #expect(waiting.sum("moonhook_oldest_pending_age_seconds", ["source": "q"]) >= 0.3)
             #expect(waiting.sum("moonhook_pairs", ["source": "q", "state": "pending"]) == 1)
             let done = try await Self.scrapeUntil(client) {
-                $0.sum("moonhook_invocations_total", ["source": "q", "outcome": "ok"]) == 2 && $0.sum("moonhook_pairs", ["source": "q", "state": "pending"]) == 0
-                    && $0.sum("moonhook_oldest_pending_age_seconds", ["source": "q"]) == 0
+                $0.sum("moonhook_invocations_total", ["source": "q", "outcome": "ok"]) >= 2 && $0.sum("moonhook_pairs", ["source": "q", "state": "pending"]) == 0
+                    && $0.sum("moonhook_pairs", ["source": "q", "state": "running"]) == 0 && $0.sum("moonhook_oldest_pending_age_seconds", ["source": "q"]) == 0
             }
             #expect(done.sum("moonhook_oldest_pending_age_seconds", ["source": "q"]) == 0)
             #expect(done.sum("moonhook_pairs", ["source": "q", "state": "running"]) == 0)

@@ -47,8 +47,10 @@ enum Server {
         // HummingbirdTesting's live client opens its connection when the server starts, and a test
         // may first use it long after; the server closes a connection that sends no request head
         // within header_timeout of opening (a slow-sender defence), and that client then waits for
-        // an answer without end. The slow-sender tests set their own.
+        // an answer without end; the same after idle_timeout between two requests. The slow-sender
+        // tests set their own.
         configuration.server.headerTimeout = .seconds(600)
+        configuration.server.idleTimeout = .seconds(600)
         return configuration
     }
 

@@ -10,9 +10,10 @@ struct RefusalsCommand: AsyncParsableCommand {
         commandName: "refusals",
         abstract: "List the requests a running server refused, newest first, with their reasons.",
         discussion: """
-            Asks GET /admin/refusals of the server at --url (default: the configured listen address) with the admin token from
-            MOONHOOK_ADMIN_TOKEN (or admin_token in moonhook.yaml). Each server keeps its own last refusals.keep refusals per
+            Asks GET /admin/refusals of the server at --url (default: the configured listen address) with the admin token from \
+            MOONHOOK_ADMIN_TOKEN (or admin_token in moonhook.yaml). Each server keeps its own last refusals.keep refusals per \
             source, in memory: behind a load balancer, ask each instance.
+
             Example: moonhook refusals --source github
             """
     )

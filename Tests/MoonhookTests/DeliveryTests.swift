@@ -151,7 +151,7 @@ struct DeliveryTests {
                 let fast = try await Self.post(client, "s", #"{"type":"fast","n":\#(index)}"#)
                 #expect(slow.status == .accepted && fast.status == .accepted)
             }
-            #expect(await Server.eventually({ records.all.filter { $0.message == "handler succeeded" }.count == 16 }, within: .seconds(10)))
+            #expect(await Server.eventually({ records.all.filter { $0.message == "handler succeeded" }.count == 16 }, within: .seconds(30)))
         }
         let store = try await StoreLocation(configuration.store).open(logger: LogRecords().logger())
         #expect(try await store.get("s", "done") == Array("8".utf8))

@@ -290,7 +290,7 @@ struct ObservabilityTests {
         try await app.test(.live) { client in
             #expect(try await Self.post(client, "s", #"{"type":"fail","id":"d-1"}"#).status == .accepted)
             #expect(try await Self.post(client, "x", #"{"type":"fail","id":"x-1"}"#).status == .accepted)
-            #expect(await Server.eventually({ records.all.contains { $0.message == "alert" } && records.all.contains { $0.message == "x alert" } }, within: .seconds(10)))
+            #expect(await Server.eventually({ records.all.contains { $0.message == "alert" } && records.all.contains { $0.message == "x alert" } }, within: .seconds(30)))
             // Long enough for a second alert, or an alert of the failed alert, to show.
             let samples = try await Self.scrapeUntil(client) {
                 $0.sum("moonhook_dead_letters_total", ["source": "x", "handler": "x/_dead.lua"]) == 1

@@ -247,7 +247,7 @@ struct DeliveryTests {
         try handlers.write(
             "one/work.lua",
             """
-            return { concurrency = 1, timeout = 4, handle = function(e)
+            return { concurrency = 1, timeout = 12, handle = function(e)
               if e.body.hold then time.sleep(1500) end
               return {id = e.body.id}
             end }

@@ -118,7 +118,7 @@ struct MultiInstanceTests {
         await loading
         #expect(try await Self.verify(reader, tally: steady) == 0, "a delivery ran twice with no process killed")
         let acknowledged = steady.acknowledged.withLock { $0.count }
-        #expect(acknowledged > 100, "too little load to mean anything: \(acknowledged)")
+        #expect(acknowledged > 30, "too little load to mean anything: \(acknowledged)")
         #expect(try await Self.number(reader, "total") == acknowledged, "kv.incr totals are not exact")
         let byA = try await Self.number(reader, "by:alpha-node")
         let byB = try await Self.number(reader, "by:beta-node")

@@ -25,10 +25,3 @@ public struct StoreMetrics: Sendable {
         commitDuration.recordNanoseconds(duration.totalNanoseconds)
     }
 }
-
-extension Duration {
-    var totalNanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
-}

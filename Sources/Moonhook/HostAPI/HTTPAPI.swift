@@ -223,10 +223,3 @@ struct OutboundRequest: Sendable {
         return text.split(separator: "\n").first.map(String.init) ?? text
     }
 }
-
-extension Duration {
-    var totalNanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
-}

@@ -27,6 +27,8 @@ let package = Package(
         // Counters, gauges and histograms (the API), exposed in the Prometheus text format on /metrics.
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
+        // The console's server-rendered pages, escaped for HTML by default.
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.0.0"),
     ],
     targets: [
         // Debian's liblua5.4 plus the C that Swift cannot be: macro wrappers, the allocator, the count hook,
@@ -73,6 +75,7 @@ let package = Package(
                 "MoonhookStore",
                 "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

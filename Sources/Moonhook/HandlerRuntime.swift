@@ -12,10 +12,16 @@ public struct HostServices: Sendable {
     public var outbound: OutboundPolicy
     /// Where kv and http calls are counted (nil: nowhere, as in `moonhook check`).
     public var metrics: ServerMetrics?
+    /// Where handler log lines are shown as they are written (nil: nowhere).
+    public var live: LiveFeed?
 
-    public init(logger: Logger, limits: LuaLimits, store: any KeyValueStore, httpClient: HTTPClient, outbound: OutboundPolicy, metrics: ServerMetrics? = nil) {
+    public init(
+        logger: Logger, limits: LuaLimits, store: any KeyValueStore, httpClient: HTTPClient, outbound: OutboundPolicy, metrics: ServerMetrics? = nil,
+        live: LiveFeed? = nil
+    ) {
         self.logger = logger
         self.metrics = metrics
+        self.live = live
         self.limits = limits
         self.store = store
         self.httpClient = httpClient
@@ -30,7 +36,7 @@ public enum HandlerRuntime {
         LoadTimeAccess.apply(to: [
             LogAPI.library(
                 logger: services.logger, linesPerSecond: services.limits.logLinesPerSecond, lineBytes: services.limits.logLineBytes,
-                bytesPerInvocation: services.limits.logBytesPerInvocation),
+                bytesPerInvocation: services.limits.logBytesPerInvocation, live: services.live),
             TimeAPI.library(),
             KVAPI.library(store: services.store, metrics: services.metrics),
             HTTPAPI.library(client: services.httpClient, policy: services.outbound, metrics: services.metrics),

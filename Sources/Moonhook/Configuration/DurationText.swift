@@ -15,6 +15,15 @@ enum DurationText {
         return nil
     }
 
+    /// `duration` as written here, in the largest unit that divides it (`12h`, `90m`, `1500ms`).
+    static func format(_ duration: Duration) -> String {
+        let milliseconds = duration.totalMilliseconds
+        for (suffix, size) in [("d", Int64(86_400_000)), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] where milliseconds >= size && milliseconds % size == 0 {
+            return "\(milliseconds / size)\(suffix)"
+        }
+        return "\(milliseconds)ms"
+    }
+
     /// `parse`, or a configuration error naming `field`.
     static func parse(_ text: String, field: String, path: String) throws(ConfigurationError) -> Duration {
         guard let duration = parse(text) else {

@@ -34,6 +34,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var metrics = MetricsSettings()
     /// What is kept of refused requests.
     public var refusals = RefusalSettings()
+    /// The operators' web console.
+    public var console = ConsoleSettings()
 
     /// The `deliveries:` section of `moonhook.yaml`.
     public struct DeliverySettings: Sendable, Equatable {
@@ -87,6 +89,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         var server: Server?
         var metrics: Metrics?
         var refusals: Refusals?
+        var console: Console?
 
         struct Deliveries: Decodable {
             var retention: String?
@@ -175,6 +178,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let section = file.server { try server.apply(section, origin: origin) }
         if let section = file.metrics { try apply(section, origin: origin) }
         if let section = file.refusals { try apply(section, origin: origin) }
+        if let section = file.console { try apply(section, origin: origin) }
         if let limits = file.limits {
             if let megabytes = limits.memory_mb { self.limits.memoryBytes = try positive(megabytes, "limits.memory_mb", origin) << 20 }
             if let count = limits.instructions { self.limits.instructions = Int64(try positive(Int(count), "limits.instructions", origin)) }

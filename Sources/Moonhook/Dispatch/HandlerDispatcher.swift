@@ -29,6 +29,8 @@ public final class HandlerDispatcher: Service, Sendable {
     let defaultTimeout: Duration
     private let logger: Logger
     let metrics: ServerMetrics
+    /// Where attempts are shown as they end (the live stream).
+    let live: LiveFeed
     let ledger: DispatchLedger
     private let claimer: PairClaimer
     private let renewal: LeaseRenewal
@@ -56,10 +58,11 @@ public final class HandlerDispatcher: Service, Sendable {
 
     public init(
         inbox: any DeliveryInbox, sources: SourceDirectory, pool: WorkerPool, settings: ServerConfiguration.DeliverySettings, maxConcurrent: Int,
-        defaultTimeout: Duration, logger: Logger, metrics: ServerMetrics = ServerMetrics()
+        defaultTimeout: Duration, logger: Logger, metrics: ServerMetrics = ServerMetrics(), live: LiveFeed = LiveFeed()
     ) {
         self.inbox = inbox
         self.metrics = metrics
+        self.live = live
         self.sources = sources
         self.pool = pool
         self.settings = settings
@@ -261,6 +264,7 @@ public final class HandlerDispatcher: Service, Sendable {
             }
         }
         await recorder.finish(pair, outcome: result, record: attemptRecord, logger: logger)
+        live.publish(LiveEvent.attempt(pair, outcome: result, duration: elapsed))
         if result.alert != nil { wake() }
         return outcome
     }

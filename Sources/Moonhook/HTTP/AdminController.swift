@@ -124,24 +124,7 @@ struct AdminController: Sendable {
 
     /// Every source folder: its version, when it was loaded, its handlers and its problems.
     private func handlers() -> Response {
-        let catalog = sources.catalog
-        let status = sources.status
-        var entries: [[String: Any]] = []
-        for name in Set(status.keys).union(catalog.sources.keys).sorted() {
-            var entry: [String: Any] = ["source": name, "serving": catalog.sources[name] != nil]
-            if let state = status[name] {
-                entry["version"] = state.version
-                entry["loaded_at"] = state.loadedAt.map { $0.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)) } ?? NSNull()
-                entry["problems"] = state.problems.map(\.description)
-            }
-            if let source = catalog.sources[name] {
-                entry["scheme"] = source.configuration.verifier.scheme.rawValue
-                entry["handlers"] = source.handlers.map { handler -> [String: Any] in
-                    ["path": handler.path, "on": handler.options.on]
-                }
-            }
-            entries.append(entry)
-        }
+        let entries = SourceReport.all(sources).map(\.object)
         let data = (try? JSONSerialization.data(withJSONObject: ["sources": entries], options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
         return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }

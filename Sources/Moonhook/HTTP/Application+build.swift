@@ -24,12 +24,13 @@ public func buildApplication(
     onServerRunning: (@Sendable (Int) async -> Void)? = nil
 ) async throws -> some ApplicationProtocol {
     let metrics = ServerMetrics()
+    let live = LiveFeed()
     var storeOptions = configuration.deliveries.storeOptions
     storeOptions.metrics = metrics.store
     let store = try await StoreLocation(configuration.store).open(logger: logger, options: storeOptions)
     let client = HandlerRuntime.makeHTTPClient()
     let services = HostServices(
-        logger: logger, limits: configuration.limits, store: store, httpClient: client, outbound: configuration.outbound, metrics: metrics)
+        logger: logger, limits: configuration.limits, store: store, httpClient: client, outbound: configuration.outbound, metrics: metrics, live: live)
     let pool: WorkerPool
     do {
         pool = try WorkerPool(count: configuration.workers, services: services)
@@ -60,7 +61,7 @@ public func buildApplication(
     let sources = directory
     let dispatcher = HandlerDispatcher(
         inbox: store, sources: sources, pool: pool, settings: configuration.deliveries, maxConcurrent: configuration.maxConcurrentInvocations,
-        defaultTimeout: configuration.limits.wallClock, logger: logger, metrics: metrics)
+        defaultTimeout: configuration.limits.wallClock, logger: logger, metrics: metrics, live: live)
     let refusals = RefusalLog(keep: configuration.refusals.keep)
 
     let router = Router(context: MoonhookRequestContext.self)
@@ -68,10 +69,16 @@ public func buildApplication(
     router.get("/readyz") { _, _ in readiness.response() }
     HookController(
         sources: sources, inbox: store, dispatcher: dispatcher, settings: configuration.deliveries, maxBodyBytes: configuration.maxBodyBytes,
-        metrics: metrics, refusals: refusals, refusalBodyBytes: configuration.refusals.bodyBytes, logger: logger
+        metrics: metrics, live: live, refusals: refusals, refusalBodyBytes: configuration.refusals.bodyBytes, logger: logger
     ).addRoutes(to: router)
     AdminController(token: configuration.adminToken, sources: sources, inbox: store, dispatcher: dispatcher, refusals: refusals).addRoutes(to: router)
     MetricsController(metrics: metrics, token: BearerToken(token: configuration.adminToken, guarding: "/metrics")).addRoutes(to: router)
+    let session = configuration.adminToken.map { ConsoleSession(adminToken: $0, ttl: configuration.console.sessionTTL) }
+    LiveStreamController(feed: live, token: BearerToken(token: configuration.adminToken, guarding: "the live stream"), session: session).addRoutes(to: router)
+    ConsoleController(
+        session: session, library: try ConsoleTemplates.library(), sources: sources, inbox: store, dispatcher: dispatcher, refusals: refusals,
+        refusalsKept: configuration.refusals.keep, instance: "\(ProcessInfo.processInfo.hostName):\(configuration.port)", logger: logger
+    ).addRoutes(to: router)
     var extraServices: [any Service] = [
         MetricsSampler(metrics: metrics, store: store, sources: sources, pool: pool, interval: configuration.metrics.storeInterval, logger: logger)
     ]

@@ -17,6 +17,8 @@ struct HookController: Sendable {
     let settings: ServerConfiguration.DeliverySettings
     let maxBodyBytes: Int
     let metrics: ServerMetrics
+    /// Where accepted deliveries are shown as they arrive (the live stream).
+    let live: LiveFeed
     let refusals: RefusalLog
     /// Bytes of a refused request's body kept with it.
     let refusalBodyBytes: Int
@@ -154,6 +156,7 @@ struct HookController: Sendable {
         case .accepted(let stored):
             seq = stored
         }
+        live.publish(LiveEvent.accepted(delivery, seq: seq))
         if delivery.handlers.isEmpty {
             logger.info("webhook accepted, no handler for its type (unhandled)", metadata: metadata)
         } else if synchronous {

@@ -11,7 +11,10 @@ public enum LogAPI {
     ///   - linesPerSecond: sustained rate per handler; bursts of twice that pass.
     ///   - lineBytes: one line's message plus fields, after redaction; longer lines are cut.
     ///   - bytesPerInvocation: what one invocation may log in all; later lines are dropped.
-    public static func library(logger: Logger, linesPerSecond: Int, lineBytes: Int = 8192, bytesPerInvocation: Int = 65536) -> LuaLibrary {
+    ///   - live: where admitted lines are also shown as they are written.
+    public static func library(
+        logger: Logger, linesPerSecond: Int, lineBytes: Int = 8192, bytesPerInvocation: Int = 65536, live: LiveFeed? = nil
+    ) -> LuaLibrary {
         let limiter = LogRateLimiter(linesPerSecond: linesPerSecond)
         let cap = LogLineCap(limit: lineBytes)
         var log = LuaLibrary(name: "log")
@@ -54,6 +57,9 @@ public enum LogAPI {
                 for (key, value) in fields { metadata[key] = "\(value)" }
                 target.log(level: level, "\(message)", metadata: metadata)
                 context?.keep(HandlerContext.LogLine(level: level, message: message, fields: fields))
+                if let live, let context {
+                    live.publish(LiveEvent.log(context: context, handler: path, level: level, message: message, fields: fields))
+                }
                 return .values(0)
             }
         }

@@ -1,0 +1,86 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// `GET /admin/stream?source=S&handler=PATH&level=LEVEL`: what happens on this instance as it
+/// happens, as server-sent events (`delivery`, `attempt`, `log`; `dropped` when this reader fell
+/// behind and lost events). Taken with the admin token (`Authorization: Bearer`) or a console
+/// session cookie. Each instance streams its own events only: behind a load balancer, a reader
+/// sees the instance it reached.
+struct LiveStreamController: Sendable {
+    let feed: LiveFeed
+    let token: BearerToken
+    let session: ConsoleSession?
+    /// How often an idle stream sends a comment line.
+    var heartbeat: Duration = .seconds(15)
+
+    func addRoutes(to router: Router<MoonhookRequestContext>) {
+        router.get("/admin/stream") { request, _ in
+            try authorize(request)
+            let filter = try Self.filter(request.uri.queryParameters)
+            return stream(filter)
+        }
+    }
+
+    private func authorize(_ request: Request) throws {
+        if let session, request.headers[.authorization] == nil, session.session(of: request) != nil { return }
+        try token.authorize(request)
+    }
+
+    static func filter(_ query: Parameters) throws -> LiveFilter {
+        var filter = LiveFilter(source: query.get("source").flatMap { $0.isEmpty ? nil : $0 }, handler: query.get("handler").flatMap { $0.isEmpty ? nil : $0 })
+        if let text = query.get("level"), !text.isEmpty {
+            guard let level = Self.level(text) else { throw HTTPFailure(.badRequest, "level must be one of debug, info, warn, error") }
+            filter.level = level
+        }
+        return filter
+    }
+
+    /// A level as handlers name it (`warn`) or as swift-log does (`warning`).
+    static func level(_ text: String) -> Logger.Level? {
+        text == "warn" ? .warning : Logger.Level(rawValue: text)
+    }
+
+    private func stream(_ filter: LiveFilter) -> Response {
+        let feed = self.feed
+        let heartbeat = self.heartbeat
+        let body = ResponseBody { writer in
+            let subscription = feed.subscribe(filter)
+            let beats = Task {
+                while !Task.isCancelled {
+                    try await Task.sleep(for: heartbeat)
+                    subscription.heartbeat()
+                }
+            }
+            defer {
+                beats.cancel()
+                subscription.end()
+            }
+            // Ends when the server shuts down gracefully: an open stream must not hold it up.
+            try await withGracefulShutdownHandler {
+                try await writer.write(ByteBuffer(string: "retry: 2000\n: moonhook live stream\n\n"))
+                for await message in subscription.messages {
+                    var text = ""
+                    let dropped = subscription.takeDropped()
+                    if dropped > 0 { text += "event: dropped\ndata: {\"dropped\":\(dropped)}\n\n" }
+                    switch message {
+                    case .event(let event):
+                        text += "event: \(event.kind.rawValue)\ndata: \(DeliveryReport.text(event.object))\n\n"
+                    case .heartbeat:
+                        text += ": heartbeat\n\n"
+                    }
+                    try await writer.write(ByteBuffer(string: text))
+                }
+            } onGracefulShutdown: {
+                subscription.end()
+            }
+            try await writer.finish(nil)
+        }
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-store", HTTPField.Name("X-Accel-Buffering")!: "no"],
+            body: body)
+    }
+}

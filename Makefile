@@ -8,19 +8,20 @@ APT_PACKAGES := liblua5.4-dev libssl-dev pkg-config python3 python3-venv
 # What only the tests need: stock Lua 5.4, the oracle of the differential test; PostgreSQL, whose
 # server the tests start themselves in a temporary folder (scripts/test-postgres.sh); openssl for
 # its self-signed certificate; Prometheus, whose promtool checks the example alert rules and whose
-# server scrapes a test server.
-TEST_APT_PACKAGES := lua5.4 postgresql openssl prometheus
+# server scrapes a test server; Chromium and its driver (same Debian version), the console's browser.
+TEST_APT_PACKAGES := lua5.4 postgresql openssl prometheus chromium chromium-driver
 # Swift from swift.org, where the toolchain image puts it, when it is not on PATH already.
 SWIFT := $(shell command -v swift 2>/dev/null || ls /opt/swift/usr/bin/swift 2>/dev/null || echo swift)
 CONFIGURATION ?= debug
 # The senders' own signing libraries, which the tests sign requests with (scripts/sign.py).
 # browser-use-sdk 3.x no longer ships its webhook module, hence the pin.
-# prometheus-client's text parser reads /metrics in the tests.
-PIP_PACKAGES := standardwebhooks==1.1.0 svix stripe slack-sdk browser-use-sdk==2.0.15 twilio==9.13.0 prometheus-client
+# prometheus-client's text parser reads /metrics in the tests; selenium drives the browser
+# (pinned: the console's browser test is written against its API).
+PIP_PACKAGES := standardwebhooks==1.1.0 svix stripe slack-sdk browser-use-sdk==2.0.15 twilio==9.13.0 prometheus-client selenium==4.40.0
 VENV := $(CURDIR)/.build-venv
 export MOONHOOK_PYTHON := $(VENV)/bin/python3
 
-.PHONY: all deps test-deps build run demo try test fuzz-lua bench asan clean
+.PHONY: all deps test-deps build run demo try test screenshots fuzz-lua bench asan clean
 
 all: build
 
@@ -44,7 +45,7 @@ deps:
 test-deps: deps
 	$(call apt_install,$(TEST_APT_PACKAGES))
 	@[ -x $(MOONHOOK_PYTHON) ] || python3 -m venv $(VENV)
-	@$(MOONHOOK_PYTHON) -c "import standardwebhooks, svix, stripe, slack_sdk, browser_use_sdk.lib.webhooks, twilio.request_validator, prometheus_client.parser" 2>/dev/null || \
+	@$(MOONHOOK_PYTHON) -c "import standardwebhooks, svix, stripe, slack_sdk, browser_use_sdk.lib.webhooks, twilio.request_validator, prometheus_client.parser, selenium.webdriver" 2>/dev/null || \
 	  $(MOONHOOK_PYTHON) -m pip install --quiet --disable-pip-version-check $(PIP_PACKAGES)
 
 build: deps
@@ -81,7 +82,7 @@ try: build
 # Suites that run real servers under load, kill them or stop their database, and time what they
 # see: each runs on its own after the others, so that thirty suites sharing two cores do not
 # stretch their timings.
-SYSTEM_SUITES := CrashTests CrashLoopTests SlowSenderTests DatabaseOutageTests InstanceWakeupTests InstanceLimitTests MultiInstanceTests BacklogMemoryTests PrometheusTests
+SYSTEM_SUITES := CrashTests CrashLoopTests SlowSenderTests DatabaseOutageTests InstanceWakeupTests InstanceLimitTests MultiInstanceTests BacklogMemoryTests PrometheusTests ConsoleBrowserTests
 
 # Builds, starts a throwaway PostgreSQL cluster on a free loopback port, runs every test against it
 # (and SQLite), and stops the cluster whatever the outcome.
@@ -100,6 +101,15 @@ test: test-deps
 	    $(SWIFT) test --skip-build --filter "MoonhookTests.$$suite" || failed=1; \
 	  done; \
 	  exit $$failed
+
+# The console's screenshots for docs/console.md: the browser test takes them (under
+# .build/console-screenshots/); this copies them to docs/images/.
+screenshots: test-deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --filter "MoonhookTests.ConsoleBrowserTests"
+	@mkdir -p docs/images
+	cp .build/console-screenshots/{overview,deliveries,delivery,sources,refusals,live}.png docs/images/
+	@echo "copied to docs/images/"
 
 # The differential test against stock Lua with more cases and a new seed each run (make test runs
 # 10,000 pattern cases with a fixed seed). A failure prints its seed: SEED=... reruns it, and

@@ -24,17 +24,11 @@ struct RefusalsCommand: AsyncParsableCommand {
     @OptionGroup var options: ServerOptions
 
     func run() async throws {
-        let configuration = try options.load(environment: ProcessInfo.processInfo.environment)
-        guard let token = configuration.adminToken else {
-            throw ValidationError("no admin token: set MOONHOOK_ADMIN_TOKEN (or admin_token in moonhook.yaml)")
-        }
-        let host = ["0.0.0.0", "::", ""].contains(configuration.host) ? "127.0.0.1" : configuration.host
-        let base = url ?? "http://\(host.contains(":") ? "[\(host)]" : host):\(configuration.port)"
-        var components = URLComponents(string: base.hasSuffix("/") ? String(base.dropLast()) + "/admin/refusals" : base + "/admin/refusals")
-        if let source { components?.queryItems = [URLQueryItem(name: "source", value: source)] }
-        guard let address = components?.string else { throw ValidationError("--url is not a URL: \(base)") }
+        let endpoint = try AdminEndpoint(url: url, options: options)
+        let base = endpoint.base
+        let address = try endpoint.address("/admin/refusals", query: [("source", source)])
         var request = HTTPClientRequest(url: address)
-        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        request.headers.add(name: "Authorization", value: "Bearer \(endpoint.token)")
         let response: HTTPClientResponse
         let body: ByteBuffer
         do {

@@ -58,7 +58,8 @@ public enum ReferenceSigner {
         let errors = stderr.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw Failure(description: "python3 \(arguments.dropFirst().prefix(1).joined()) failed: \(String(decoding: errors, as: UTF8.self))")
+            throw Failure(
+                description: "python3 \(arguments.prefix(1).joined()) failed: \(String(decoding: errors, as: UTF8.self))\(String(decoding: output, as: UTF8.self))")
         }
         return output
     }

@@ -35,6 +35,7 @@ enum ConsoleAssets {
         .chart { width: 100%; max-width: 900px; height: 160px; background: #fff; border: 1px solid var(--line); }
         .chart .received { fill: #91a7ff; }
         .chart .failing { fill: var(--bad); }
+        .chart text { font-size: 5px; fill: var(--muted); }
         form.filter { display: flex; gap: .6rem; flex-wrap: wrap; align-items: end; margin-bottom: 1rem; }
         form.filter label { display: flex; flex-direction: column; font-size: 12px; color: var(--muted); }
         input, select, button, .button { font: inherit; padding: .3rem .5rem; border: 1px solid var(--line); border-radius: 3px; background: #fff; color: var(--fg); }

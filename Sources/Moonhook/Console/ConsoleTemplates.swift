@@ -72,6 +72,7 @@ enum ConsoleTemplates {
         <p class="hint">Deliveries received, and those of them with a handler failing (retry or dead){{#capped}}, of the latest {{capped}} deliveries{{/capped}}: {{hour_total}} received, {{hour_failing}} failing.</p>
         <svg class="chart" viewBox="0 0 600 120" role="img" aria-label="deliveries and failures per minute">
         {{#bars}}<rect class="received" x="{{x}}" y="{{y}}" width="8" height="{{height}}"><title>{{label}}: {{count}} received</title></rect>{{#failing_height}}<rect class="failing" x="{{x}}" y="{{failing_y}}" width="8" height="{{failing_height}}"><title>{{label}}: {{failing}} failing</title></rect>{{/failing_height}}{{/bars}}
+        <text x="0" y="119">60 min ago</text><text x="580" y="119">now</text>
         </svg>
         <h2>Oldest pending, per source</h2>
         {{#has_oldest}}
@@ -179,7 +180,7 @@ enum ConsoleTemplates {
         <h1>Refusals</h1>
         <p class="hint">Requests this instance refused, newest first: the latest {{keep}} per source, kept in memory (a restart empties the list).</p>
         <form method="get" action="/console/refusals" class="filter"><label>Source <input name="source" value="{{source}}"></label><button>Filter</button></form>
-        {{#has_reasons}}<p>{{#reasons}}<span class="status dead">{{count}} {{name}}</span> {{/reasons}}</p>{{/has_reasons}}
+        {{#has_reasons}}<p>By reason: {{#reasons}}<span class="status dead">{{name}}: {{count}}</span> {{/reasons}}</p>{{/has_reasons}}
         <table id="refusals"><tr><th>Time</th><th>Source</th><th>Status</th><th>Reason</th><th>Message</th><th>From</th><th>Body</th></tr>
         {{#rows}}<tr><td>{{time}}</td><td>{{source}}</td><td>{{status}}</td><td>{{reason}}</td><td>{{message}}</td><td>{{from}}</td><td><code>{{body}}</code></td></tr>{{/rows}}
         </table>

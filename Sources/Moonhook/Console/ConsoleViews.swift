@@ -78,7 +78,7 @@ enum ConsoleViews {
     }
 
     /// Deliveries received per minute over the hour before `now` (the newest minute on the right),
-    /// and those of them with a handler in retry or dead, as bars of a 600×120 chart.
+    /// and those of them with a handler in retry or dead, as bars of a 600×120 chart (a line at the foot for its labels).
     static func hour(_ deliveries: [DeliverySummary], now: Date) -> (bars: [[String: Any]], received: Int, failing: Int) {
         var received = [Int](repeating: 0, count: 60)
         var failing = [Int](repeating: 0, count: 60)
@@ -90,15 +90,15 @@ enum ConsoleViews {
         }
         let top = max(1, received.max() ?? 1)
         let bars = (0..<60).map { index -> [String: Any] in
-            let height = received[index] * 110 / top
+            let height = received[index] * 105 / top
             var bar: [String: Any] = [
-                "x": index * 10, "y": 115 - height, "height": height, "count": received[index], "failing": failing[index],
+                "x": index * 10, "y": 112 - height, "height": height, "count": received[index], "failing": failing[index],
                 "label": "\(59 - index) min ago",
             ]
-            let failingHeight = failing[index] * 110 / top
+            let failingHeight = failing[index] * 105 / top
             if failingHeight > 0 {
                 bar["failing_height"] = failingHeight
-                bar["failing_y"] = 115 - failingHeight
+                bar["failing_y"] = 112 - failingHeight
             }
             return bar
         }

@@ -82,7 +82,7 @@ try: build
 # Suites that run real servers under load, kill them or stop their database, and time what they
 # see: each runs on its own after the others, so that thirty suites sharing two cores do not
 # stretch their timings.
-SYSTEM_SUITES := CrashTests CrashLoopTests SlowSenderTests DatabaseOutageTests InstanceWakeupTests InstanceLimitTests MultiInstanceTests BacklogMemoryTests PrometheusTests ConsoleBrowserTests
+SYSTEM_SUITES := CrashTests CrashLoopTests SlowSenderTests DatabaseOutageTests InstanceWakeupTests InstanceLimitTests MultiInstanceTests BacklogMemoryTests PrometheusTests ConsoleBrowserTests LiveStreamLoadTests
 
 # Builds, starts a throwaway PostgreSQL cluster on a free loopback port, runs every test against it
 # (and SQLite), and stops the cluster whatever the outcome.

@@ -100,6 +100,53 @@ struct LiveStreamTests {
         }
     }
 
+    @Test func tailPrintsJSONLinesWhenPiped() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("s/source.yaml", "scheme: none\nid: /id\n")
+        try handlers.write("s/ping.lua", "return function(e) log.info('tail sees this') end\n")
+        let app = try await buildApplication(configuration: try await Self.configuration(handlers), environment: [:], logger: LogRecords().logger())
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let tail = try MoonhookProcess(["tail", "--url", "http://127.0.0.1:\(port)", "--source", "s"], environment: ["MOONHOOK_ADMIN_TOKEN": "admin-token"])
+            defer { if tail.process.isRunning { tail.process.terminate() } }
+            let lines = TailLines(tail.stdout)
+            var seen: [[String: Any]] = []
+            // Until the attempt that logged the line has ended too.
+            for attempt in 0..<150 where !seen.contains(where: { $0["kind"] as? String == "attempt" && $0["outcome"] as? String == "done" }) {
+                if attempt % 10 == 0 { _ = try await DeliveryTests.post(client, "s", #"{"type":"ping","id":"tail-\#(attempt)"}"#) }
+                try await Task.sleep(for: .milliseconds(100))
+                seen = lines.objects
+            }
+            #expect(seen.contains { $0["kind"] as? String == "delivery" && $0["source"] as? String == "s" })
+            #expect(seen.contains { $0["kind"] as? String == "log" && $0["message"] as? String == "tail sees this" }, "\(seen)")
+            #expect(seen.contains { $0["kind"] as? String == "attempt" && $0["outcome"] as? String == "done" })
+            tail.process.terminate()
+            tail.process.waitUntilExit()
+
+            let refused = try MoonhookProcess.run(["tail", "--url", "http://127.0.0.1:\(port)"], environment: ["MOONHOOK_ADMIN_TOKEN": "wrong"])
+            #expect(refused.status != 0 && refused.err.contains("the server answered 401"), "\(refused)")
+        }
+    }
+
+    @Test func eventLinesAreReadAcrossChunksAndPrintedSafely() {
+        var parser = ServerSentEventParser()
+        let stream = "retry: 2000\n: comment\n\nevent: log\ndata: {\"a\":1}\n\n: heartbeat\n\nevent: dropped\r\ndata: {\"dropped\":3}\r\n\r\n"
+        var events: [ServerSentEventParser.Event] = []
+        for byte in Array(stream.utf8) { events += parser.feed([byte]) }
+        #expect(events == [.init(name: "log", data: #"{"a":1}"#), .init(name: "dropped", data: #"{"dropped":3}"#)])
+        let line = LiveEventText.line(
+            event: "log", object: ["time": "2026-12-06T12:00:01.250Z", "source": "s", "handler": "s/a.lua", "level": "warning", "message": "hi\u{1B}[2Jthere\n", "delivery_id": "d"],
+            colour: false)
+        #expect(line == "12:00:01.250 log      warn  s/a.lua: hi?[2Jthere? [d]")
+        #expect(LiveEventText.line(event: "dropped", object: ["dropped": 3], colour: false) == "-- 3 event(s) dropped: this reader fell behind")
+    }
+}
+
+/// A reader of the live stream that stops reading while handlers log about 10 MB: a system suite
+/// (`SYSTEM_SUITES` in the Makefile), run on its own, since it loads the machine.
+@Suite("Live stream under load", .timeLimit(.minutes(2)))
+struct LiveStreamLoadTests {
     /// A reader that stops reading while handlers log a lot: every delivery is accepted and runs,
     /// and once it reads again, the stream tells it how many events it lost.
     @Test func aStalledReaderLosesEventsAndIsToldHowMany() async throws {
@@ -107,7 +154,7 @@ struct LiveStreamTests {
         defer { handlers.remove() }
         try handlers.write("s/source.yaml", "scheme: none\nid: /id\n")
         try handlers.write("s/chatty.lua", "return function(e) for i = 1, 40 do log.info(string.rep('x', 1000), {i = i}) end end\n")
-        var configuration = try await Self.configuration(handlers)
+        var configuration = try await LiveStreamTests.configuration(handlers)
         configuration.limits.logLinesPerSecond = 1_000_000
         let app = try await buildApplication(configuration: configuration, environment: [:], logger: LogRecords().logger())
         try await app.test(.live) { client in
@@ -166,46 +213,6 @@ struct LiveStreamTests {
         }
     }
 
-    @Test func tailPrintsJSONLinesWhenPiped() async throws {
-        let handlers = try TestHandlers(copyExamples: false)
-        defer { handlers.remove() }
-        try handlers.write("s/source.yaml", "scheme: none\nid: /id\n")
-        try handlers.write("s/ping.lua", "return function(e) log.info('tail sees this') end\n")
-        let app = try await buildApplication(configuration: try await Self.configuration(handlers), environment: [:], logger: LogRecords().logger())
-        try await app.test(.live) { client in
-            let port = try #require(client.port)
-            let tail = try MoonhookProcess(["tail", "--url", "http://127.0.0.1:\(port)", "--source", "s"], environment: ["MOONHOOK_ADMIN_TOKEN": "admin-token"])
-            defer { if tail.process.isRunning { tail.process.terminate() } }
-            let lines = TailLines(tail.stdout)
-            var seen: [[String: Any]] = []
-            for attempt in 0..<100 where !seen.contains(where: { $0["message"] as? String == "tail sees this" }) {
-                if attempt % 10 == 0 { _ = try await DeliveryTests.post(client, "s", #"{"type":"ping","id":"tail-\#(attempt)"}"#) }
-                try await Task.sleep(for: .milliseconds(100))
-                seen = lines.objects
-            }
-            #expect(seen.contains { $0["kind"] as? String == "delivery" && $0["source"] as? String == "s" })
-            #expect(seen.contains { $0["kind"] as? String == "log" && $0["message"] as? String == "tail sees this" }, "\(seen)")
-            #expect(seen.contains { $0["kind"] as? String == "attempt" && $0["outcome"] as? String == "done" })
-            tail.process.terminate()
-            tail.process.waitUntilExit()
-
-            let refused = try MoonhookProcess.run(["tail", "--url", "http://127.0.0.1:\(port)"], environment: ["MOONHOOK_ADMIN_TOKEN": "wrong"])
-            #expect(refused.status != 0 && refused.err.contains("the server answered 401"), "\(refused)")
-        }
-    }
-
-    @Test func eventLinesAreReadAcrossChunksAndPrintedSafely() {
-        var parser = ServerSentEventParser()
-        let stream = "retry: 2000\n: comment\n\nevent: log\ndata: {\"a\":1}\n\n: heartbeat\n\nevent: dropped\r\ndata: {\"dropped\":3}\r\n\r\n"
-        var events: [ServerSentEventParser.Event] = []
-        for byte in Array(stream.utf8) { events += parser.feed([byte]) }
-        #expect(events == [.init(name: "log", data: #"{"a":1}"#), .init(name: "dropped", data: #"{"dropped":3}"#)])
-        let line = LiveEventText.line(
-            event: "log", object: ["time": "2026-12-06T12:00:01.250Z", "source": "s", "handler": "s/a.lua", "level": "warning", "message": "hi\u{1B}[2Jthere\n", "delivery_id": "d"],
-            colour: false)
-        #expect(line == "12:00:01.250 log      warn  s/a.lua: hi?[2Jthere? [d]")
-        #expect(LiveEventText.line(event: "dropped", object: ["dropped": 3], colour: false) == "-- 3 event(s) dropped: this reader fell behind")
-    }
 }
 
 /// Lines a `moonhook tail` process printed, read as they come.

@@ -26,25 +26,8 @@ mkdir -p "$WORK/handlers/s"
 printf 'scheme: none\nid: header:X-Request-Id\n' >"$WORK/handlers/s/source.yaml"
 printf 'return function(event) time.sleep(50) end\n' >"$WORK/handlers/s/slow.lua"
 printf 'admin_token: bench\nmax_concurrent_invocations: 16\n' >"$WORK/moonhook.yaml"
-cat >"$WORK/post.lua" <<'LUA'
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("number", threads)
-end
-local body = '{"type":"slow","payload":{"taskId":"task_abc123def456","status":"finished","output":"Found 3 results for the query; the cheapest flight leaves at 07:15."}}'
-local headers = {["Content-Type"] = "application/json"}
-local prefix, sent
-function init()
-  prefix = os.getenv("BENCH_RUN") .. "-" .. tostring(number) .. "-"
-  sent = 0
-end
-function request()
-  sent = sent + 1
-  headers["X-Request-Id"] = prefix .. sent
-  return wrk.format("POST", nil, headers, body)
-end
-LUA
+printf '%s' '{"type":"slow","payload":{"taskId":"task_abc123def456","status":"finished","output":"Found 3 results for the query; the cheapest flight leaves at 07:15."}}' >"$WORK/body.json"
+export BENCH_BODY=$WORK/body.json
 
 MOONHOOK_LOG_LEVEL=warning taskset -c "$SERVER_CPUS" "$MOONHOOK" serve --config "$WORK/moonhook.yaml" --handlers "$WORK/handlers" \
   --listen "127.0.0.1:$PORT" --store "sqlite:$WORK/store.sqlite" 2>"$WORK/server.log" &
@@ -61,7 +44,7 @@ round=0
 for mark in $MARKS; do
   while [ "$(waiting)" -lt "$mark" ]; do
     round=$((round + 1))
-    BENCH_RUN=r$round taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNECTIONS" -d5s -s "$WORK/post.lua" "http://127.0.0.1:$PORT/hooks/s" >/dev/null
+    BENCH_RUN=r$round taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNECTIONS" -d5s -s "$PWD/bench/post-unique.lua" "http://127.0.0.1:$PORT/hooks/s" >/dev/null
   done
   sleep 1
   echo "| $(waiting) (mark $mark) | $(rss) |"

@@ -90,34 +90,6 @@ EOF
 
 # wrk's done() prints one machine-readable line: requests, req/s, p50 µs, p99 µs, non-2xx/3xx, socket errors.
 # Every request carries a delivery id of its own: thread number, a per-run nonce and a counter.
-cat >"$WORK/post.lua" <<'EOF'
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("number", threads)
-end
-local body = io.open(os.getenv("BENCH_BODY")):read("*a")
-local headers = {["Content-Type"] = "application/json", ["X-Webhook-Signature"] = os.getenv("BENCH_SIGNATURE")}
-local prefix, sent
-function init()
-  prefix = os.getenv("BENCH_RUN") .. "-" .. tostring(number) .. "-"
-  sent = 0
-end
--- BENCH_GET set: a plain GET of the URL (moonhook's bare route), the same report.
-local get = os.getenv("BENCH_GET")
-function request()
-  if get then return wrk.format("GET") end
-  sent = sent + 1
-  headers["X-Request-Id"] = prefix .. sent
-  return wrk.format("POST", nil, headers, body)
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %d %.0f %d %d %d %d\n", summary.requests,
-    summary.requests / (summary.duration / 1e6), latency:percentile(50), latency:percentile(99),
-    e.status, e.connect + e.read + e.write + e.timeout))
-end
-EOF
 
 URL="http://127.0.0.1:$PORT/hooks/browser-use"
 TICK=$(getconf CLK_TCK)
@@ -161,12 +133,12 @@ now() { date +%s.%N; }
 measure() {  # name path signature
   local name=$1 path=$2 t0 t1 requests rps p50 p99 status sockets started stopped drained backlog
   export BENCH_BODY=$WORK/body.json BENCH_SIGNATURE=$3 BENCH_RUN=$name-$path-warmup
-  taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$WORK/post.lua" "$URL" >/dev/null
+  taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$PWD/bench/post-unique.lua" "$URL" >/dev/null
   export BENCH_RUN=$name-$path
   t0=$(settled_ticks)
   : >"$WORK/count"
   started=$(now)
-  read -r _ requests rps p50 p99 status sockets < <(taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/post.lua" "$URL" | grep '^RESULT') ||
+  read -r _ requests rps p50 p99 status sockets < <(taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$PWD/bench/post-unique.lua" "$URL" | grep '^RESULT') ||
     die "wrk printed no result for $name $path"
   stopped=$(now)
   if [[ $name == moonhook* && $path == valid ]]; then
@@ -191,7 +163,7 @@ measure() {  # name path signature
 measure_floor() {
   local t0 t1 requests rps p50 p99 status sockets
   t0=$(settled_ticks)
-  read -r _ requests rps p50 p99 status sockets < <(BENCH_GET=1 taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/post.lua" "http://127.0.0.1:$PORT/healthz" | grep '^RESULT') ||
+  read -r _ requests rps p50 p99 status sockets < <(BENCH_GET=1 taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$PWD/bench/post-unique.lua" "http://127.0.0.1:$PORT/healthz" | grep '^RESULT') ||
     die "wrk printed no result for /healthz"
   t1=$(settled_ticks)
   R[floor.rps]=$rps

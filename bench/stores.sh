@@ -73,31 +73,6 @@ end
 LUA
 printf 'admin_token: bench\n' >"$WORK/moonhook.yaml"
 
-cat >"$WORK/post.lua" <<'LUA'
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("number", threads)
-end
-local body = io.open(os.getenv("BENCH_BODY")):read("*a")
-local headers = {["Content-Type"] = "application/json", ["X-Webhook-Signature"] = os.getenv("BENCH_SIGNATURE")}
-local prefix, sent
-function init()
-  prefix = os.getenv("BENCH_RUN") .. "-" .. tostring(number) .. "-"
-  sent = 0
-end
-function request()
-  sent = sent + 1
-  headers["X-Request-Id"] = prefix .. sent
-  return wrk.format("POST", nil, headers, body)
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %d %.0f %d %d %d %d\n", summary.requests,
-    summary.requests / (summary.duration / 1e6), latency:percentile(50), latency:percentile(99),
-    e.status, e.connect + e.read + e.write + e.timeout))
-end
-LUA
 export BENCH_BODY=$WORK/body.json BENCH_SIGNATURE=$SIGNATURE
 
 start_moonhook() {  # port store
@@ -137,12 +112,12 @@ settled() {
 declare -A R
 measure() {  # name url counter-command
   local name=$1 url=$2 counter=$3 requests rps p50 p99 status sockets before after
-  BENCH_RUN=$name-warmup taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$WORK/post.lua" "$url" >/dev/null
+  BENCH_RUN=$name-warmup taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$PWD/bench/post-unique.lua" "$url" >/dev/null
   # Handlers run after the answer: the warm-up's first, until the counter stops moving.
   before=$(settled "$counter")
   local started ended
   started=$(date +%s.%N)
-  read -r _ requests rps p50 p99 status sockets < <(BENCH_RUN=$name taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/post.lua" "$url" | grep '^RESULT') ||
+  read -r _ requests rps p50 p99 status sockets < <(BENCH_RUN=$name taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$PWD/bench/post-unique.lua" "$url" | grep '^RESULT') ||
     die "wrk printed no result for $name"
   after=$(settled "$counter")
   ended=$(date +%s.%N)

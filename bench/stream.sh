@@ -34,25 +34,8 @@ mkdir -p "$WORK/handlers/s"
 printf 'scheme: none\nid: header:X-Request-Id\n' >"$WORK/handlers/s/source.yaml"
 printf 'return function(e) for i = 1, 5 do log.info("step done", {step = i, id = e.id}) end end\n' >"$WORK/handlers/s/work.lua"
 printf 'admin_token: bench\nlimits:\n  log_lines_per_second: 1000000\n' >"$WORK/moonhook.yaml"
-cat >"$WORK/post.lua" <<'LUA'
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("number", threads)
-end
-local body = '{"type":"work","payload":{"taskId":"task_abc123def456","status":"finished"}}'
-local headers = {["Content-Type"] = "application/json"}
-local prefix, sent
-function init()
-  prefix = os.getenv("BENCH_RUN") .. "-" .. tostring(number) .. "-"
-  sent = 0
-end
-function request()
-  sent = sent + 1
-  headers["X-Request-Id"] = prefix .. sent
-  return wrk.format("POST", nil, headers, body)
-end
-LUA
+printf '%s' '{"type":"work","payload":{"taskId":"task_abc123def456","status":"finished"}}' >"$WORK/body.json"
+export BENCH_BODY=$WORK/body.json
 
 # Durability off: the figure is the receiver's and the stream's work, not the disk's fsync.
 printf 'deliveries:\n  durable: false\n' >>"$WORK/moonhook.yaml"
@@ -62,7 +45,7 @@ SERVER=$!
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 0.1; done
 
 rate() {
-  BENCH_RUN=$1 taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/post.lua" "http://127.0.0.1:$PORT/hooks/s" |
+  BENCH_RUN=$1 taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -s "$PWD/bench/post-unique.lua" "http://127.0.0.1:$PORT/hooks/s" |
     awk '/^Requests\/sec:/ {printf "%.0f", $2}'
 }
 

@@ -110,7 +110,7 @@ struct LiveStreamTests {
             let port = try #require(client.port)
             let tail = try MoonhookProcess(["tail", "--url", "http://127.0.0.1:\(port)", "--source", "s"], environment: ["MOONHOOK_ADMIN_TOKEN": "admin-token"])
             defer { if tail.process.isRunning { tail.process.terminate() } }
-            let lines = TailLines(tail.stdout)
+            let lines = LogLines(tail.stdout)
             var seen: [[String: Any]] = []
             // Until the attempt that logged the line has ended too.
             for attempt in 0..<150 where !seen.contains(where: { $0["kind"] as? String == "attempt" && $0["outcome"] as? String == "done" }) {
@@ -213,28 +213,4 @@ struct LiveStreamLoadTests {
         }
     }
 
-}
-
-/// Lines a `moonhook tail` process printed, read as they come.
-final class TailLines: @unchecked Sendable {
-    // @unchecked: `lines` and `partial` are only touched with `lock` held.
-    private let lock = NSLock()
-    private var lines: [[String: Any]] = []
-    private var partial = Data()
-
-    init(_ pipe: Pipe) {
-        pipe.fileHandleForReading.readabilityHandler = { [self] handle in
-            let data = handle.availableData
-            lock.lock()
-            defer { lock.unlock() }
-            partial.append(data)
-            while let newline = partial.firstIndex(of: 10) {
-                let line = partial[partial.startIndex..<newline]
-                partial = Data(partial[partial.index(after: newline)...])
-                if let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any] { lines.append(object) }
-            }
-        }
-    }
-
-    var objects: [[String: Any]] { lock.withLock { lines } }
 }

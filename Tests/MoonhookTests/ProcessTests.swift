@@ -37,11 +37,12 @@ struct MoonhookProcess {
     }
 }
 
-/// Reads a serving process's JSON log lines (stderr is not a terminal, so they are JSON).
+/// Reads a process's JSON lines as they come: a serving process's log (stderr is not a terminal,
+/// so it is JSON), `moonhook tail`'s events.
 final class LogLines: @unchecked Sendable {
-    // @unchecked: `lines` is only touched with `lock` held.
+    // @unchecked: `lines` and `partial` are only touched with `lock` held.
     private let lock = NSLock()
-    private var lines: [[String: String]] = []
+    private var lines: [[String: Any]] = []
     private var partial = Data()
 
     init(_ pipe: Pipe) {
@@ -53,16 +54,20 @@ final class LogLines: @unchecked Sendable {
             while let newline = partial.firstIndex(of: 10) {
                 let line = partial[partial.startIndex..<newline]
                 partial = Data(partial[partial.index(after: newline)...])
-                if let object = try? JSONSerialization.jsonObject(with: line) as? [String: String] { lines.append(object) }
+                if let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any] { lines.append(object) }
             }
         }
     }
 
-    var all: [[String: String]] {
+    /// Every line read so far.
+    var objects: [[String: Any]] {
         lock.lock()
         defer { lock.unlock() }
         return lines
     }
+
+    /// The lines whose values are all strings (log lines).
+    var all: [[String: String]] { objects.compactMap { $0 as? [String: String] } }
 
     func first(_ message: String, within seconds: Double = 20) async -> [String: String]? {
         for _ in 0..<Int(seconds * 100) {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MoonhookStore
+import WebhookVerification
 
 /// One thing that happened on this instance, as the live stream (`GET /admin/stream`, the
 /// console's Live page, `moonhook tail`) shows it.
@@ -38,18 +39,51 @@ public struct LiveEvent: Sendable, Equatable {
         self.deliveryID = deliveryID
     }
 
-    /// The JSON object of one `data:` line.
-    public var object: [String: Any] {
-        var object: [String: Any] = ["kind": kind.rawValue, "time": TimeAPI.iso8601(time), "source": source, "delivery_id": deliveryID]
-        if let type { object["type"] = type }
-        if let seq { object["seq"] = seq }
-        if let handler { object["handler"] = handler }
-        if let level { object["level"] = level.rawValue }
-        if let message { object["message"] = message }
-        if !fields.isEmpty { object["fields"] = fields }
-        if let outcome { object["outcome"] = outcome }
-        if let durationMilliseconds { object["duration_ms"] = durationMilliseconds }
-        return object
+    /// The event as server-sent events write it: its `event:` line and one `data:` line of JSON,
+    /// then the blank line that ends it. Made once per event, whatever the number of readers.
+    public var frame: [UInt8] {
+        var out = Array("event: \(kind.rawValue)\ndata: {".utf8)
+        var first = true
+        func key(_ name: String) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            CanonicalJSON.writeString(name, to: &out)
+            out.append(UInt8(ascii: ":"))
+        }
+        func field(_ name: String, _ value: String?) {
+            guard let value else { return }
+            key(name)
+            CanonicalJSON.writeString(value, to: &out)
+        }
+        func field(_ name: String, _ value: Int64?) {
+            guard let value else { return }
+            key(name)
+            out += Array(String(value).utf8)
+        }
+        field("kind", kind.rawValue)
+        field("time", TimeAPI.iso8601(time))
+        field("source", source)
+        field("delivery_id", deliveryID)
+        field("type", type)
+        field("seq", seq)
+        field("handler", handler)
+        field("level", level?.rawValue)
+        field("message", message)
+        if !fields.isEmpty {
+            key("fields")
+            out.append(UInt8(ascii: "{"))
+            for (index, (name, value)) in fields.sorted(by: { $0.key < $1.key }).enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                CanonicalJSON.writeString(name, to: &out)
+                out.append(UInt8(ascii: ":"))
+                CanonicalJSON.writeString(value, to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        field("outcome", outcome)
+        field("duration_ms", durationMilliseconds)
+        out += Array("}\n\n".utf8)
+        return out
     }
 }
 

@@ -1,25 +1,24 @@
 import Synchronization
 
 /// Hands what happens on this instance to the readers of the live stream. Publishing never waits:
-/// each reader has a buffer of its own, and what does not fit is dropped for that reader only and
-/// counted, so that a slow or stalled reader never slows the receiver or the handlers. With no
-/// reader, publishing is one atomic load.
+/// each reader has a queue of its own, and what does not fit is dropped for that reader only and
+/// counted, so that a slow or stalled reader never slows the receiver or the handlers. An event is
+/// written out once, whatever the number of readers; with no reader, publishing is one atomic load.
 public final class LiveFeed: Sendable {
     /// Events a reader may fall behind by before its events are dropped.
-    public let bufferSize: Int
+    public let queueSize: Int
 
     private struct Reader {
         let filter: LiveFilter
-        let continuation: AsyncStream<Message>.Continuation
-        let dropped: Subscription.DropCount
+        let queue: LiveQueue
     }
 
     private let readers = Mutex<[Int: Reader]>([:])
     private let readerCount = Atomic<Int>(0)
     private let nextID = Atomic<Int>(0)
 
-    public init(bufferSize: Int = 1024) {
-        self.bufferSize = max(1, bufferSize)
+    public init(queueSize: Int = 1024) {
+        self.queueSize = max(1, queueSize)
     }
 
     /// Whether anyone reads: callers skip building events otherwise.
@@ -28,52 +27,116 @@ public final class LiveFeed: Sendable {
     public func publish(_ event: @autoclosure () -> LiveEvent) {
         guard hasReaders else { return }
         let event = event()
-        let current = readers.withLock { Array($0.values) }
-        for reader in current where reader.filter.admits(event) {
-            if case .dropped = reader.continuation.yield(.event(event)) { reader.dropped.add() }
-        }
+        // A full queue counts the event dropped at once: a stalled reader costs no more than that.
+        let queues = readers.withLock { readers in readers.values.filter { $0.filter.admits(event) }.map(\.queue) }.filter { !$0.dropIfFull() }
+        guard !queues.isEmpty else { return }
+        let frame = event.frame
+        for queue in queues { queue.push(frame) }
     }
 
-    /// A new reader's events, until the subscription's stream is no longer iterated.
-    public func subscribe(_ filter: LiveFilter) -> Subscription {
+    /// A new reader's queue; `end` removes it.
+    public func subscribe(_ filter: LiveFilter) -> (queue: LiveQueue, end: @Sendable () -> Void) {
         let id = nextID.add(1, ordering: .relaxed).newValue
-        let (stream, continuation) = AsyncStream<Message>.makeStream(bufferingPolicy: .bufferingOldest(bufferSize))
-        let dropped = Subscription.DropCount()
-        readers.withLock { $0[id] = Reader(filter: filter, continuation: continuation, dropped: dropped) }
+        let queue = LiveQueue(capacity: queueSize)
+        readers.withLock { $0[id] = Reader(filter: filter, queue: queue) }
         readerCount.add(1, ordering: .relaxed)
-        continuation.onTermination = { [weak self] _ in
-            guard let self else { return }
-            if self.readers.withLock({ $0.removeValue(forKey: id) }) != nil { self.readerCount.subtract(1, ordering: .relaxed) }
-        }
-        return Subscription(messages: stream, dropped: dropped, continuation: continuation)
+        return (queue, { [self] in
+            queue.finish()
+            if readers.withLock({ $0.removeValue(forKey: id) }) != nil { readerCount.subtract(1, ordering: .relaxed) }
+        })
+    }
+}
+
+/// One reader's events, written out, waiting to be sent. The reader takes all that waits at once
+/// (`next`), so that a reader that fell behind catches up with one write, not one per event.
+public final class LiveQueue: Sendable {
+    /// What `next` returns: the frames in order, and how many were dropped after them since the
+    /// last batch because the queue was full.
+    public struct Batch: Sendable {
+        public var frames: [[UInt8]]
+        public var dropped: Int
     }
 
-    /// What a reader receives: events, and a heartbeat now and then that keeps an idle connection
-    /// open through proxies and finds readers that went away.
-    public enum Message: Sendable {
-        case event(LiveEvent)
-        case heartbeat
+    private struct State {
+        var frames: [[UInt8]] = []
+        var dropped = 0
+        var waiter: CheckedContinuation<Batch?, Never>?
+        var finished = false
+
+        mutating func take() -> Batch {
+            defer {
+                frames.removeAll(keepingCapacity: true)
+                dropped = 0
+            }
+            return Batch(frames: frames, dropped: dropped)
+        }
     }
 
-    /// One reader: its events and how many of them did not fit its buffer.
-    public struct Subscription: Sendable {
-        public let messages: AsyncStream<Message>
-        let dropped: DropCount
-        let continuation: AsyncStream<Message>.Continuation
+    private let capacity: Int
+    private let state = Mutex(State())
 
-        /// Queues a heartbeat (dropped like an event when the buffer is full).
-        public func heartbeat() { continuation.yield(.heartbeat) }
+    static let heartbeatFrame = Array(": heartbeat\n\n".utf8)
 
-        /// Ends the stream: the reader went away.
-        public func end() { continuation.finish() }
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
 
-        /// Events dropped since the last call.
-        public func takeDropped() -> Int { dropped.take() }
-
-        final class DropCount: Sendable {
-            private let count = Atomic<Int>(0)
-            func add() { count.add(1, ordering: .relaxed) }
-            func take() -> Int { count.exchange(0, ordering: .relaxed) }
+    /// Queues `frame`, or counts it dropped when the queue is full.
+    func push(_ frame: [UInt8]) {
+        let waiter = state.withLock { state -> (CheckedContinuation<Batch?, Never>, Batch)? in
+            guard !state.finished else { return nil }
+            guard state.frames.count < capacity else {
+                state.dropped += 1
+                return nil
+            }
+            state.frames.append(frame)
+            guard let waiter = state.waiter else { return nil }
+            state.waiter = nil
+            return (waiter, state.take())
         }
+        if let (continuation, batch) = waiter { continuation.resume(returning: batch) }
+    }
+
+    /// Counts an event dropped when the queue is full; false when it has room.
+    func dropIfFull() -> Bool {
+        state.withLock { state in
+            guard !state.finished, state.frames.count >= capacity else { return false }
+            state.dropped += 1
+            return true
+        }
+    }
+
+    /// Queues a comment line that keeps an idle connection open (left out when the queue is full:
+    /// the reader has plenty to read then).
+    public func heartbeat() {
+        let full = state.withLock { $0.frames.count >= capacity }
+        if !full { push(Self.heartbeatFrame) }
+    }
+
+    /// Everything queued, waiting for something when nothing is; nil once finished (or cancelled).
+    public func next() async -> Batch? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let ready = state.withLock { state -> Batch?? in
+                    if !state.frames.isEmpty || state.dropped > 0 { return .some(state.take()) }
+                    if state.finished { return .some(nil) }
+                    state.waiter = continuation
+                    return nil
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
+        } onCancel: {
+            finish()
+        }
+    }
+
+    /// Ends the queue: a waiting `next` returns nil, later pushes are ignored.
+    public func finish() {
+        let waiter = state.withLock { state -> CheckedContinuation<Batch?, Never>? in
+            state.finished = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: nil)
     }
 }

@@ -47,34 +47,28 @@ struct LiveStreamController: Sendable {
         let feed = self.feed
         let heartbeat = self.heartbeat
         let body = ResponseBody { writer in
-            let subscription = feed.subscribe(filter)
+            let (queue, end) = feed.subscribe(filter)
             let beats = Task {
                 while !Task.isCancelled {
                     try await Task.sleep(for: heartbeat)
-                    subscription.heartbeat()
+                    queue.heartbeat()
                 }
             }
             defer {
                 beats.cancel()
-                subscription.end()
+                end()
             }
             // Ends when the server shuts down gracefully: an open stream must not hold it up.
             try await withGracefulShutdownHandler {
                 try await writer.write(ByteBuffer(string: "retry: 2000\n: moonhook live stream\n\n"))
-                for await message in subscription.messages {
-                    var text = ""
-                    let dropped = subscription.takeDropped()
-                    if dropped > 0 { text += "event: dropped\ndata: {\"dropped\":\(dropped)}\n\n" }
-                    switch message {
-                    case .event(let event):
-                        text += "event: \(event.kind.rawValue)\ndata: \(DeliveryReport.text(event.object))\n\n"
-                    case .heartbeat:
-                        text += ": heartbeat\n\n"
-                    }
-                    try await writer.write(ByteBuffer(string: text))
+                while let batch = await queue.next() {
+                    var buffer = ByteBuffer()
+                    for frame in batch.frames { buffer.writeBytes(frame) }
+                    if batch.dropped > 0 { buffer.writeString("event: dropped\ndata: {\"dropped\":\(batch.dropped)}\n\n") }
+                    try await writer.write(buffer)
                 }
             } onGracefulShutdown: {
-                subscription.end()
+                queue.finish()
             }
             try await writer.finish(nil)
         }

@@ -77,7 +77,7 @@ public func buildApplication(
     LiveStreamController(feed: live, token: BearerToken(token: configuration.adminToken, guarding: "the live stream"), session: session).addRoutes(to: router)
     ConsoleController(
         session: session, library: try ConsoleTemplates.library(), sources: sources, inbox: store, dispatcher: dispatcher, refusals: refusals,
-        refusalsKept: configuration.refusals.keep, instance: "\(ProcessInfo.processInfo.hostName):\(configuration.port)", logger: logger
+        refusalsKept: configuration.refusals.keep, instance: configuration.port == 0 ? ProcessInfo.processInfo.hostName : "\(ProcessInfo.processInfo.hostName):\(configuration.port)", logger: logger
     ).addRoutes(to: router)
     var extraServices: [any Service] = [
         MetricsSampler(metrics: metrics, store: store, sources: sources, pool: pool, interval: configuration.metrics.storeInterval, logger: logger)

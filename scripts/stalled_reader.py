@@ -4,8 +4,8 @@
 
 Connects with a small receive buffer, sends the request, prints "connected" once the response
 head has arrived, then reads nothing until a line arrives on standard input. Then it reads the
-stream for up to 20 seconds, until a `dropped` event has come and the stream has gone quiet for a
-second, and prints one JSON object: the events read by name and the total the `dropped` events
+stream for up to 20 seconds, until a `dropped` event has come and the stream has gone quiet for
+three seconds, and prints one JSON object: the events read by name and the total the `dropped` events
 reported.
 """
 import json
@@ -33,13 +33,17 @@ sys.stdin.readline()
 counts, dropped, buffer, name = {}, 0, rest, None
 deadline = time.monotonic() + 20
 sock.settimeout(1.0)
+quiet = 0
 while time.monotonic() < deadline:
     try:
         chunk = sock.recv(65536)
     except socket.timeout:
-        if dropped:
+        # Three quiet seconds after the drop report: the server has sent what it had.
+        quiet += 1
+        if dropped and quiet >= 3:
             break
         continue
+    quiet = 0
     if not chunk:
         break
     buffer += chunk

@@ -93,12 +93,17 @@ public final class SQLiteStore: Store {
         return SQLiteStore(connection: connection, writerConnection: writerConnection, threads: threads, writerLoop: writerLoop, path: path, clock: options.clock, metrics: options.metrics)
     }
 
+    /// Closes both connections and stops their threads. In a task of its own: a caller that was
+    /// cancelled (a service group torn down rather than shut down) still closes the file.
     public func close() async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        try? await connection.close()
-        try? await writerConnection.close()
-        for thread in threads { try? await thread.shutdownGracefully() }
-        try? await writerLoop.shutdownGracefully()
+        let (connection, writerConnection, threads, writerLoop) = (connection, writerConnection, threads, writerLoop)
+        await Task {
+            try? await connection.close()
+            try? await writerConnection.close()
+            for thread in threads { try? await thread.shutdownGracefully() }
+            try? await writerLoop.shutdownGracefully()
+        }.value
     }
 
     /// None: processes sharing the file find each other's work by polling.

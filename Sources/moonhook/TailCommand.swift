@@ -56,7 +56,11 @@ struct TailCommand: AsyncParsableCommand {
                 let response = try await client.execute(request, timeout: .seconds(10))
                 guard response.status == .ok else {
                     let body = try await response.body.collect(upTo: 1 << 16)
-                    throw ValidationError("the server answered \(response.status.code): \(String(buffer: body).trimmingCharacters(in: .whitespacesAndNewlines))")
+                    let answer = "the server answered \(response.status.code): \(String(buffer: body).trimmingCharacters(in: .whitespacesAndNewlines))"
+                    // Refused (the token, the filter, no stream there) ends tail; a proxy's 502 or
+                    // a restarting server's 503 is waited out like a lost connection.
+                    if !connected || [400, 401, 403, 404].contains(response.status.code) { throw ValidationError(answer) }
+                    throw TailInterruption(answer)
                 }
                 if connected { FileHandle.standardError.write(Data("moonhook tail: connected again\n".utf8)) }
                 connected = true
@@ -84,4 +88,10 @@ struct TailCommand: AsyncParsableCommand {
         if event.name == "dropped" { return #"{"kind":"dropped","dropped":\#(object["dropped"] as? Int ?? 0)}"# }
         return event.data
     }
+}
+
+/// A stream that could not be read this time, though it was before: tail connects again.
+struct TailInterruption: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

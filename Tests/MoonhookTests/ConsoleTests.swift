@@ -143,7 +143,7 @@ struct ConsoleTests {
         let handlers = try Self.handlers()
         defer { handlers.remove() }
         let app = try await buildApplication(configuration: try await Self.configuration(handlers), environment: [:], logger: LogRecords().logger())
-        let hostile = #"<script>alert('x')</script><img src=x onerror=alert(1)>"#
+        let hostile = #""><script>alert('x')</script><img src=x onerror=alert(1)>"#
         try await app.test(.live) { client in
             let cookie = try await Self.signIn(client)
             let body = try JSONSerialization.data(withJSONObject: ["type": "ping", "id": "h-\(hostile)", "note": hostile])
@@ -170,14 +170,15 @@ struct ConsoleTests {
                 #expect(!html.contains("<script>alert"), "\(page) carries the sender's script as markup")
                 #expect(!html.contains("<img src=x"), "\(page) carries the sender's image tag as markup")
                 #expect(!html.contains("<b>"), "\(page) carries a handler's markup")
+                #expect(!html.contains(#""><script"#), "\(page) lets a value break out of an attribute")
                 #expect(html.contains("&lt;script&gt;alert("), "\(page) does not show the hostile text escaped")
             }
             // The handler's log line, its error and the headers are on the deliveries' pages, escaped.
             let pagesText = try await seqs.asyncMap { String(buffer: try await Self.get(client, "/console/deliveries/\($0)", cookie: cookie).body) }.joined()
-            #expect(pagesText.contains("seen &lt;script&gt;"), "the handler's log line")
-            #expect(pagesText.contains("bad &lt;b&gt;&lt;script&gt;"), "the handler's error")
-            #expect(pagesText.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"), "the X-Evil header")
-            #expect(pagesText.contains("sha256=&lt;… (62 characters)"), "the signature header, shortened")
+            #expect(pagesText.contains("seen &quot;&gt;&lt;script&gt;"), "the handler's log line")
+            #expect(pagesText.contains("bad &lt;b&gt;&quot;&gt;&lt;script&gt;"), "the handler's error")
+            #expect(pagesText.contains("&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"), "the X-Evil header")
+            #expect(pagesText.contains("sha256=&quot;… (64 characters)"), "the signature header, shortened")
         }
     }
 
@@ -219,6 +220,59 @@ struct ConsoleTests {
             #expect(((left["deliveries"] as? [[String: Any]]) ?? []).compactMap { $0["id"] as? String }.sorted() == ["p-0", "p-2"])
             let replayAll = try await Self.postForm(client, "/console/deliveries/replay", cookie: cookie, "csrf=\(csrf)&source=s")
             #expect(replayAll.headers[.location]?.contains("done=replayed%202") == true, "\(replayAll.headers)")
+        }
+    }
+
+    @Test func withoutAnAdminTokenTheConsoleIsOff() async throws {
+        let handlers = try Self.handlers()
+        defer { handlers.remove() }
+        var configuration = try await Self.configuration(handlers)
+        configuration.adminToken = nil
+        let app = try await buildApplication(configuration: configuration, environment: [:], logger: LogRecords().logger())
+        try await app.test(.live) { client in
+            let pages: [String] = Self.pages + ["/console/login", "/admin/stream"]
+            for page in pages {
+                let response = try await Self.get(client, page, cookie: nil)
+                #expect(response.status == .notFound, "\(page)")
+            }
+            let signIn = try await Self.postForm(client, "/console/login", cookie: nil, "token=")
+            #expect(signIn.status == .notFound)
+        }
+    }
+
+    /// Filters as browsers send them (`+` for a space), paging that keeps the page size, a purge
+    /// that needs a filter, and a console cookie that never reaches the store.
+    @Test func filtersPagingAndWhatAPurgeNeeds() async throws {
+        let handlers = try Self.handlers()
+        defer { handlers.remove() }
+        let app = try await buildApplication(configuration: try await Self.configuration(handlers), environment: [:], logger: LogRecords().logger())
+        try await app.test(.live) { client in
+            let cookie = try await Self.signIn(client)
+            for index in 0..<3 { #expect(try await DeliveryTests.post(client, "s", #"{"type":"big deal","id":"b-\#(index)"}"#).status == .accepted) }
+            let spaced = String(buffer: try await Self.get(client, "/console/deliveries?type=big+deal&limit=2", cookie: cookie).body)
+            #expect(spaced.contains(">b-2<") && spaced.contains(">b-1<") && !spaced.contains(">b-0<"), "\(spaced)")
+            let older = try #require(spaced.range(of: #"id="older" href=""#).map { String(spaced[$0.upperBound...].prefix { $0 != "\"" }) })
+            #expect(older.contains("type=big%20deal") && older.contains("limit=2") && older.contains("cursor="), "\(older)")
+            let next = String(buffer: try await Self.get(client, older.replacingOccurrences(of: "&amp;", with: "&"), cookie: cookie).body)
+            #expect(next.contains(">b-0<") && !next.contains(">b-1<"))
+
+            // No purge without a filter: refused on the confirmation and when posted anyway.
+            let confirm = String(buffer: try await Self.get(client, "/console/deliveries/confirm?action=purge", cookie: cookie).body)
+            #expect(confirm.contains("A purge needs a filter") && !confirm.contains(#"id="confirm""#))
+            let csrf = try Self.csrf(in: try await Self.get(client, "/console", cookie: cookie))
+            #expect(try await Self.postForm(client, "/console/deliveries/purge", cookie: cookie, "csrf=\(csrf)").status == .badRequest)
+            #expect((try await DeliveryTests.admin(client, "/admin/deliveries")["deliveries"] as? [Any])?.count == 3, "a purge without a filter deleted")
+            // The confirmation fixes the time range: what arrives after it is left alone.
+            let fixed = String(buffer: try await Self.get(client, "/console/deliveries/confirm?action=purge&source=s&since=1h", cookie: cookie).body)
+            #expect(fixed.contains(#"name="until" value="20"#) && fixed.contains(#"name="since" value="20"#), "\(fixed)")
+
+            // A console session cookie sent to a hook is not stored with the delivery.
+            let headers: HTTPFields = [.contentType: "application/json", .cookie: "\(cookie); theme=dark"]
+            #expect(try await client.execute(uri: "/hooks/s", method: .post, headers: headers, body: ByteBuffer(string: #"{"type":"big deal","id":"c-1"}"#)).status == .accepted)
+            let list = try await DeliveryTests.admin(client, "/admin/deliveries?id=c-1")
+            let seq = try #require((list["deliveries"] as? [[String: Any]])?.first?["seq"] as? Int)
+            let stored = try await DeliveryTests.admin(client, "/admin/deliveries/\(seq)")
+            #expect((stored["headers"] as? [String: String])?["cookie"] == "theme=dark", "\(stored["headers"] ?? "")")
         }
     }
 }

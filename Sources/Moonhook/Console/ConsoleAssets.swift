@@ -92,7 +92,10 @@ enum ConsoleAssets {
             var query = new URLSearchParams(new FormData(form));
             source = new EventSource("/admin/stream?" + query.toString());
             source.onopen = function () { status(); };
-            source.onerror = function () { state.textContent = "reconnecting…"; };
+            source.onerror = function () {
+              // Closed for good (the session ended, the stream was refused): reloading signs in again.
+              state.textContent = source.readyState === EventSource.CLOSED ? "disconnected: reload the page (the session may have ended)" : "reconnecting…";
+            };
             ["delivery", "attempt", "log"].forEach(function (kind) { source.addEventListener(kind, function (event) { receive(kind)(event); status(); }); });
             source.addEventListener("dropped", function (event) { dropped += JSON.parse(event.data).dropped; status(); });
           }

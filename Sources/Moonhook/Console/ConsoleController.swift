@@ -25,6 +25,8 @@ struct ConsoleController: Sendable {
     /// The most deliveries a bulk action counts, and replays one by one (dead pairs are replayed
     /// in one statement, without that limit).
     static let bulkLimit = 10_000
+    /// The most deliveries one page lists.
+    static let pageLimit = 500
 
     func addRoutes(to router: Router<MoonhookRequestContext>) {
         router.get("/console/assets/console.css") { _, _ in asset(ConsoleAssets.css, type: "text/css; charset=utf-8") }
@@ -36,7 +38,7 @@ struct ConsoleController: Sendable {
         }
         router.post("/console/login") { request, context in
             let session = try enabled()
-            let form = try await Self.form(request)
+            let form = try await FormValues.posted(request)
             guard let token = form["token"], session.admits(token) else {
                 logger.warning("console sign-in refused: wrong admin token", metadata: ["remote.address": "\(context.peer ?? "-")"])
                 return page(
@@ -59,11 +61,11 @@ struct ConsoleController: Sendable {
         }
         router.get("/console/deliveries") { request, _ in
             let csrf = try reading(request)
-            return page("deliveries", try await deliveries(request.uri.queryParameters, notice: request.uri.queryParameters.get("done")), csrf: csrf)
+            return page("deliveries", try await deliveries(FormValues(query: request), notice: FormValues(query: request).get("done")), csrf: csrf)
         }
         router.get("/console/deliveries/confirm") { request, _ in
             let csrf = try reading(request)
-            return page("confirm", try await confirmation(request.uri.queryParameters), csrf: csrf)
+            return page("confirm", try await confirmation(FormValues(query: request)), csrf: csrf)
         }
         router.post("/console/deliveries/replay") { request, _ in
             let (_, form) = try await changing(request)
@@ -74,6 +76,9 @@ struct ConsoleController: Sendable {
         }
         router.post("/console/deliveries/purge") { request, _ in
             let (_, form) = try await changing(request)
+            guard Self.filterFields.contains(where: { !(form[$0] ?? "").isEmpty }) else {
+                throw HTTPFailure(.badRequest, "a purge needs a filter: set at least one of \(Self.filterFields.joined(separator: ", "))")
+            }
             let filter = try Self.filter(form.get)
             let count = try await store { try await inbox.purge(filter, onlyFinished: false) }
             logger.notice("deliveries purged from the console", metadata: ["count": "\(count)"])
@@ -86,7 +91,7 @@ struct ConsoleController: Sendable {
                 return page("problem", ["title": "Not found", "heading": "Not found", "message": "There is no delivery \(seq)."], csrf: csrf, status: .notFound)
             }
             var view = ConsoleViews.delivery(detail)
-            if request.uri.queryParameters.get("done") == "replayed" { view["notice"] = "Replayed: its handlers run again on their current version." }
+            if FormValues(query: request).get("done") == "replayed" { view["notice"] = "Replayed: its handlers run again on their current version." }
             return page("delivery", view, csrf: csrf)
         }
         router.post("/console/deliveries/:seq/replay") { request, context in
@@ -103,7 +108,7 @@ struct ConsoleController: Sendable {
         }
         router.get("/console/refusals") { request, _ in
             let csrf = try reading(request)
-            let source = request.uri.queryParameters.get("source").flatMap { $0.isEmpty ? nil : $0 }
+            let source = FormValues(query: request).get("source").flatMap { $0.isEmpty ? nil : $0 }
             let list = refusals.list(source: source)
             let reasons = Dictionary(grouping: list, by: \.reason.rawValue).map { ["name": $0.key, "count": $0.value.count] as [String: Any] }
                 .sorted { ($0["name"] as? String ?? "") < ($1["name"] as? String ?? "") }
@@ -136,10 +141,10 @@ struct ConsoleController: Sendable {
     }
 
     /// A change: needs a session and the form's CSRF token of that session.
-    private func changing(_ request: Request) async throws -> (ConsoleSession, ConsoleForm) {
+    private func changing(_ request: Request) async throws -> (ConsoleSession, FormValues) {
         let keeper = try enabled()
         guard let session = keeper.session(of: request) else { throw HTTPFailure(.forbidden, "the console needs a session: sign in at /console/login") }
-        let form = try await Self.form(request)
+        let form = try await FormValues.posted(request)
         guard keeper.checksCSRF(form["csrf"], session: session) else {
             throw HTTPFailure(.forbidden, "the form's CSRF token is missing or not this session's: reload the page and try again")
         }
@@ -165,29 +170,43 @@ struct ConsoleController: Sendable {
         return view
     }
 
-    private func deliveries(_ query: Parameters, notice: String?) async throws -> [String: Any] {
+    private func deliveries(_ query: FormValues, notice: String?) async throws -> [String: Any] {
         var view: [String: Any] = ["title": "Deliveries", "nav_deliveries": true, "query": Self.query(query.get)]
         view["filter"] = Dictionary(uniqueKeysWithValues: Self.filterFields.map { ($0, query.get($0) ?? "") })
         view["statuses"] = PairStatus.allCases.map { ["name": $0.rawValue, "selected": query.get("status") == $0.rawValue] as [String: Any] }
         if let notice, let words = Optional(notice.split(separator: " ")), words.count == 2, let count = Int(words[1]), ["replayed", "purged"].contains(words[0]) {
             view["notice"] = "\(words[0] == "replayed" ? "Replayed" : "Purged") \(count) \(count == 1 ? "delivery" : "deliveries")."
         }
-        let filter: DeliveryFilter
+        var filter: DeliveryFilter
         do {
             filter = try Self.filter(query.get, limit: query.get("limit") ?? "50", cursor: query.get("cursor"))
+            filter.limit = min(filter.limit, Self.pageLimit)
         } catch {
             view["error"] = "\(error)"
             return view
         }
         let page = try await store { try await inbox.deliveries(filter) }
         view["rows"] = page.deliveries.map(ConsoleViews.row)
-        if let next = page.next { view["next"] = Self.query(query.get) + "&cursor=\(next)" }
+        if let next = page.next { view["next"] = Self.query(query.get) + "&limit=\(filter.limit)&cursor=\(next)" }
         return view
     }
 
-    private func confirmation(_ query: Parameters) async throws -> [String: Any] {
+    private func confirmation(_ query: FormValues) async throws -> [String: Any] {
         guard let action = query.get("action"), ["replay", "purge"].contains(action) else { throw HTTPFailure(.badRequest, "action must be replay or purge") }
         let filter = try Self.filter(query.get)
+        // What is confirmed is what is done: the time range fixed now (a relative `since` would
+        // move by the time the form is posted, and deliveries arriving meanwhile are left alone).
+        var fixed = Self.filterFields.compactMap { name in query.get(name).flatMap { $0.isEmpty ? nil : (name, $0) } }
+            .filter { $0.0 != "since" && $0.0 != "until" }
+        if let since = filter.since { fixed.append(("since", TimeAPI.iso8601(since))) }
+        fixed.append(("until", TimeAPI.iso8601(filter.until ?? Date())))
+        if action == "purge", !Self.filterFields.contains(where: { !(query.get($0) ?? "").isEmpty }) {
+            return [
+                "title": "Purge", "nav_deliveries": true, "heading": "Purge deliveries",
+                "message": "A purge needs a filter: set at least one of \(Self.filterFields.joined(separator: ", ")) (deliveries waiting to run would be lost).",
+                "count_text": "No purge without a filter.", "verb": "Purge", "summary": "none", "query": Self.query(query.get), "has_matches": false,
+            ]
+        }
         var counting = filter
         counting.limit = Self.bulkLimit
         let page = try await store { try await inbox.deliveries(counting) }
@@ -201,7 +220,7 @@ struct ConsoleController: Sendable {
             "title": action == "replay" ? "Replay" : "Purge", "nav_deliveries": true, "action": action, "verb": action == "replay" ? "Replay" : "Purge",
             "danger": action == "purge", "has_matches": count > 0, "count_text": count == 0 ? "No delivery matches." : countText,
             "summary": summary.isEmpty ? "none: every delivery" : summary, "query": Self.query(query.get),
-            "fields": Self.filterFields.compactMap { name in query.get(name).map { ["name": name, "value": $0] } },
+            "fields": fixed.map { ["name": $0.0, "value": $0.1] },
         ]
     }
 
@@ -281,23 +300,6 @@ struct ConsoleController: Sendable {
         guard let text = context.parameters.get("seq"), let seq = Int64(text) else { throw HTTPFailure(.badRequest, "delivery number must be a whole number") }
         return seq
     }
-
-    static func form(_ request: Request) async throws -> ConsoleForm {
-        let body = try await request.body.collect(upTo: 64 * 1024)
-        do {
-            let fields = try URLEncodedForm.parse(Array(buffer: body))
-            return ConsoleForm(values: Dictionary(fields.map { ($0.name, String(decoding: $0.value, as: UTF8.self)) }) { first, _ in first })
-        } catch {
-            throw HTTPFailure(.badRequest, "the form cannot be read: \(error.message)")
-        }
-    }
-}
-
-/// A posted console form's fields.
-struct ConsoleForm: Sendable {
-    let values: [String: String]
-    subscript(_ name: String) -> String? { values[name] }
-    func get(_ name: String) -> String? { values[name] }
 }
 
 /// A page asked for without a session: to the sign-in page.

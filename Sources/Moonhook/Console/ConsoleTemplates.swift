@@ -146,6 +146,7 @@ enum ConsoleTemplates {
         {{> head}}
         <h1>{{verb}} deliveries</h1>
         <p id="count">{{count_text}}</p>
+        {{#message}}<p class="error" id="refused">{{message}}</p>{{/message}}
         <p class="hint">Filter: {{summary}}</p>
         {{#has_matches}}
         <form method="post" action="/console/deliveries/{{action}}">

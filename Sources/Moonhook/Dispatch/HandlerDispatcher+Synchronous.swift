@@ -42,8 +42,7 @@ extension HandlerDispatcher {
         let clock = ContinuousClock()
         let start = clock.now
         guard await waitForSlot(source: source, handler: handler, within: timeout) else {
-            metrics.deadLetter(source: pair.delivery.source, handler: pair.handler)
-            await recorder.drop(pair, error: "no free slot within the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
+            await drop(pair, error: "no free slot within the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
             return .noSlot(timeout: timeout)
         }
         defer { giveBack(pair) }
@@ -95,9 +94,11 @@ extension HandlerDispatcher {
         }
     }
 
-    /// Records a pair that the caller claimed dead without running it.
-    public func drop(_ pair: ClaimedPair, error: String) async {
+    /// Records a pair that the caller claimed dead without running it (with its dead-letter
+    /// alert, if one is due), and shows it on the live stream as an attempt that ended dead.
+    public func drop(_ pair: ClaimedPair, error: String, alert: InboxDelivery? = nil) async {
         metrics.deadLetter(source: pair.delivery.source, handler: pair.handler)
-        await recorder.drop(pair, error: error)
+        await recorder.drop(pair, error: error, alert: alert)
+        live.publish(LiveEvent.attempt(pair, outcome: .dead(error: error, alert: nil), duration: .zero))
     }
 }

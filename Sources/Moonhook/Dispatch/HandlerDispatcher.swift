@@ -185,9 +185,8 @@ public final class HandlerDispatcher: Service, Sendable {
             let error = "attempt \(pair.attempt - 1) did not finish: the process running it ended, and that used up the pair's retries; dead-lettered without running it again"
             logger.error("handler dead-lettered", metadata: ["delivery.id": "\(pair.delivery.id)", "handler.path": "\(pair.handler)", "error": "\(error)"])
             ledger.count { $0.deadLettered += 1 }
-            metrics.deadLetter(source: pair.delivery.source, handler: pair.handler)
             let alert = DeadLetterAlert.delivery(for: pair, error: error, source: sources.source(named: pair.delivery.source))
-            await recorder.drop(pair, error: error, alert: alert)
+            await drop(pair, error: error, alert: alert)
             if alert != nil { wake() }
         } else {
             _ = await attempt(pair, retrying: true)

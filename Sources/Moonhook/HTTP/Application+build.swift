@@ -23,6 +23,8 @@ public func buildApplication(
     watchTiming: HandlerWatcher.Timing = HandlerWatcher.Timing(),
     onServerRunning: (@Sendable (Int) async -> Void)? = nil
 ) async throws -> some ApplicationProtocol {
+    // Before anything that needs closing is opened.
+    let consoleTemplates = try ConsoleTemplates.library()
     let metrics = ServerMetrics()
     let live = LiveFeed()
     var storeOptions = configuration.deliveries.storeOptions
@@ -76,7 +78,7 @@ public func buildApplication(
     let session = configuration.adminToken.map { ConsoleSession(adminToken: $0, ttl: configuration.console.sessionTTL) }
     LiveStreamController(feed: live, token: BearerToken(token: configuration.adminToken, guarding: "the live stream"), session: session).addRoutes(to: router)
     ConsoleController(
-        session: session, library: try ConsoleTemplates.library(), sources: sources, inbox: store, dispatcher: dispatcher, refusals: refusals,
+        session: session, library: consoleTemplates, sources: sources, inbox: store, dispatcher: dispatcher, refusals: refusals,
         refusalsKept: configuration.refusals.keep, instance: configuration.port == 0 ? ProcessInfo.processInfo.hostName : "\(ProcessInfo.processInfo.hostName):\(configuration.port)", logger: logger
     ).addRoutes(to: router)
     var extraServices: [any Service] = [

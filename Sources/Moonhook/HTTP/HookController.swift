@@ -67,8 +67,16 @@ struct HookController: Sendable {
     }
 
     /// Request headers by lower-cased name; repeated headers are joined with ", ", as HTTP allows.
-    private static func lowercased(_ headers: [(name: String, value: String)]) -> [String: String] {
-        Dictionary(headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { "\($0), \($1)" })
+    /// A console session cookie (sent along when an operator's browser opens a hook's URL) is
+    /// left out: it must reach neither the store nor a handler.
+    static func lowercased(_ headers: [(name: String, value: String)]) -> [String: String] {
+        var stored = Dictionary(headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { "\($0), \($1)" })
+        if let cookie = stored["cookie"], cookie.contains(ConsoleSession.cookieName) {
+            let kept = cookie.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.hasPrefix(ConsoleSession.cookieName + "=") }
+            stored["cookie"] = kept.isEmpty ? nil : kept.joined(separator: "; ")
+        }
+        return stored
     }
 
     private func accept(_ request: Request, sourceName: String, body received: ReceivedBody) async throws -> Response {

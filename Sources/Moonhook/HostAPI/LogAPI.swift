@@ -41,6 +41,7 @@ public enum LogAPI {
                     let warning = "handler log lines dropped: this invocation logged \(bytesPerInvocation) bytes, the limit"
                     target.warning("\(warning)", metadata: ["handler.path": "\(path)"])
                     context?.keep(HandlerContext.LogLine(level: .warning, message: warning, fields: [:]))
+                    if let live, let context { live.publish(LiveEvent.log(context: context, handler: path, level: .warning, message: warning, fields: [:])) }
                     return .values(0)
                 case .refuse:
                     return .values(0)

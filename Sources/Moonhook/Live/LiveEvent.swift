@@ -28,6 +28,8 @@ public struct LiveEvent: Sendable, Equatable {
     public var level: Logger.Level?
     public var message: String?
     public var fields: [String: String] = [:]
+    /// A delivery's handlers (for the handler filter; its message names them).
+    public var handlers: [String] = []
     /// An attempt's outcome (`done`, `retry`, `dead`) and how long it ran.
     public var outcome: String?
     public var durationMilliseconds: Int64?
@@ -94,6 +96,7 @@ extension LiveEvent {
         event.type = delivery.type
         event.seq = seq
         event.level = .info
+        event.handlers = delivery.handlers
         event.message = delivery.handlers.isEmpty ? "accepted, no handler for its type" : "accepted for \(delivery.handlers.joined(separator: ", "))"
         return event
     }

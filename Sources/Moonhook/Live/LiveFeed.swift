@@ -81,12 +81,13 @@ public final class LiveQueue: Sendable {
         self.capacity = capacity
     }
 
-    /// Queues `frame`, or counts it dropped when the queue is full.
-    func push(_ frame: [UInt8]) {
+    /// Queues `frame`, or counts it dropped when the queue is full (a heartbeat is left out
+    /// without counting: the reader has plenty to read then).
+    func push(_ frame: [UInt8], counted: Bool = true) {
         let waiter = state.withLock { state -> (CheckedContinuation<Batch?, Never>, Batch)? in
             guard !state.finished else { return nil }
             guard state.frames.count < capacity else {
-                state.dropped += 1
+                if counted { state.dropped += 1 }
                 return nil
             }
             state.frames.append(frame)
@@ -106,11 +107,9 @@ public final class LiveQueue: Sendable {
         }
     }
 
-    /// Queues a comment line that keeps an idle connection open (left out when the queue is full:
-    /// the reader has plenty to read then).
+    /// Queues a comment line that keeps an idle connection open.
     public func heartbeat() {
-        let full = state.withLock { $0.frames.count >= capacity }
-        if !full { push(Self.heartbeatFrame) }
+        push(Self.heartbeatFrame, counted: false)
     }
 
     /// Everything queued, waiting for something when nothing is; nil once finished (or cancelled).

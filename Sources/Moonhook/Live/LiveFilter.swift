@@ -1,8 +1,7 @@
 import Logging
 
-/// What one reader of the live stream wants: a source, a handler, a lowest log level. Deliveries
-/// have no handler and pass a handler filter only when they are for that handler's source
-/// (`source/…` paths start with it).
+/// What one reader of the live stream wants: a source, a handler, a lowest log level. A delivery
+/// passes a handler filter when it was routed to that handler, and a level filter always.
 public struct LiveFilter: Sendable, Equatable {
     public var source: String?
     public var handler: String?
@@ -19,7 +18,7 @@ public struct LiveFilter: Sendable, Equatable {
         if let handler {
             if let path = event.handler {
                 guard path == handler else { return false }
-            } else if !handler.hasPrefix(event.source + "/") {
+            } else if !event.handlers.contains(handler) {
                 return false
             }
         }

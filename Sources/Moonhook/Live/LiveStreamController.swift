@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 import ServiceLifecycle
 
 /// `GET /admin/stream?source=S&handler=PATH&level=LEVEL`: what happens on this instance as it
@@ -15,12 +16,15 @@ struct LiveStreamController: Sendable {
     let session: ConsoleSession?
     /// How often an idle stream sends a comment line.
     var heartbeat: Duration = .seconds(15)
+    /// How long one write may wait for a reader that stopped reading before its connection is
+    /// closed: a vanished client's connection is not kept for ever.
+    var writeDeadline: TimeAmount = .seconds(60)
 
     func addRoutes(to router: Router<MoonhookRequestContext>) {
-        router.get("/admin/stream") { request, _ in
+        router.get("/admin/stream") { request, context in
             try authorize(request)
-            let filter = try Self.filter(request.uri.queryParameters)
-            return stream(filter)
+            let filter = try Self.filter(FormValues(query: request))
+            return stream(filter, channel: context.channel)
         }
     }
 
@@ -29,7 +33,7 @@ struct LiveStreamController: Sendable {
         try token.authorize(request)
     }
 
-    static func filter(_ query: Parameters) throws -> LiveFilter {
+    static func filter(_ query: FormValues) throws -> LiveFilter {
         var filter = LiveFilter(source: query.get("source").flatMap { $0.isEmpty ? nil : $0 }, handler: query.get("handler").flatMap { $0.isEmpty ? nil : $0 })
         if let text = query.get("level"), !text.isEmpty {
             guard let level = Self.level(text) else { throw HTTPFailure(.badRequest, "level must be one of debug, info, warn, error") }
@@ -43,9 +47,10 @@ struct LiveStreamController: Sendable {
         text == "warn" ? .warning : Logger.Level(rawValue: text)
     }
 
-    private func stream(_ filter: LiveFilter) -> Response {
+    private func stream(_ filter: LiveFilter, channel: any Channel) -> Response {
         let feed = self.feed
         let heartbeat = self.heartbeat
+        let writeDeadline = self.writeDeadline
         let body = ResponseBody { writer in
             let (queue, end) = feed.subscribe(filter)
             let beats = Task {
@@ -58,17 +63,22 @@ struct LiveStreamController: Sendable {
                 beats.cancel()
                 end()
             }
-            // Ends when the server shuts down gracefully: an open stream must not hold it up.
+            // Ends when the server shuts down gracefully: an open stream must not hold it up. A
+            // reader that stopped reading holds its write, so its connection is closed a second
+            // later if the stream has not ended by then.
             try await withGracefulShutdownHandler {
                 try await writer.write(ByteBuffer(string: "retry: 2000\n: moonhook live stream\n\n"))
                 while let batch = await queue.next() {
                     var buffer = ByteBuffer()
                     for frame in batch.frames { buffer.writeBytes(frame) }
                     if batch.dropped > 0 { buffer.writeString("event: dropped\ndata: {\"dropped\":\(batch.dropped)}\n\n") }
+                    let stalled = channel.eventLoop.scheduleTask(in: writeDeadline) { channel.close(promise: nil) }
+                    defer { stalled.cancel() }
                     try await writer.write(buffer)
                 }
             } onGracefulShutdown: {
                 queue.finish()
+                channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
             }
             try await writer.finish(nil)
         }

@@ -16,7 +16,9 @@ fails prints `FAILED: <reason>`, saves DIR/failure.png and exits 1. After the la
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -59,6 +61,7 @@ class Walk:
         self.source = args.source
         self.shots = args.screenshots
         self.driver = None
+        self.profile = None
 
     # MARK: Helpers
 
@@ -163,10 +166,19 @@ class Walk:
             "--use-mock-keychain",
         ]:
             options.add_argument(argument)
+        # A profile of its own: another Chromium using the default one (its lock) cannot stop it.
+        self.profile = tempfile.mkdtemp(prefix="moonhook-chromium-")
+        options.add_argument(f"--user-data-dir={self.profile}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             options.ignore_local_proxy_environment_variables()
-        self.driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+        # A loaded machine can make the first start miss chromedriver's deadline: one more try.
+        try:
+            self.driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+        except WebDriverException as error:
+            print(f"note: the browser did not start ({one_line(error)}); trying once more", flush=True)
+            time.sleep(2)
+            self.driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
         self.driver.set_page_load_timeout(WAIT)
 
     # MARK: Steps
@@ -324,6 +336,8 @@ def main():
                 walk.driver.quit()
             except Exception:  # noqa: BLE001
                 pass
+        if getattr(walk, "profile", None):
+            shutil.rmtree(walk.profile, ignore_errors=True)
 
 
 if __name__ == "__main__":

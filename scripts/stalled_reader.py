@@ -28,7 +28,9 @@ head, _, rest = received.partition(b"\r\n\r\n")
 if not head.startswith(b"HTTP/1.1 200"):
     sys.exit("the server answered " + head.split(b"\r\n")[0].decode())
 print("connected", flush=True)
-sys.stdin.readline()
+if not sys.stdin.readline():
+    # Standard input closed without a word: whoever started it is gone.
+    sys.exit(0)
 
 counts, dropped, buffer, name = {}, 0, rest, None
 deadline = time.monotonic() + 20

@@ -23,6 +23,17 @@ public struct LuaHandlerOptions: Sendable, Hashable {
     /// Largest `concurrency`.
     public static let maxConcurrency: Int64 = 1_000_000
 
+    /// What a handler table may hold: `handle` and the options. Every option is declared here, so
+    /// that the loader, `moonhook check` and the documentation say the same.
+    public static let names = ["handle", "on", "timeout", "retries", "retry_delay", "concurrency"]
+
+    /// The refusal of an entry that is not an option (`key` nil: not a string key).
+    public static func unknownOptionMessage(path: String, key: String?) -> String {
+        let known = names.joined(separator: ", ")
+        guard let key else { return "\(path): the returned table has an entry that is not named; a handler table takes \(known)" }
+        return "\(path): unknown option '\(key)'\(Suggestion.phrase(key, among: names)); a handler table takes \(known)"
+    }
+
     /// Event-type patterns (`*` matches any run of characters) this handler also runs for.
     public var on: [String] = []
     /// Wall-clock limit for one invocation, overriding the state's default.

@@ -100,8 +100,10 @@ public actor LuaWorker {
     }
 
     /// Reads `on`, `timeout`, `retries`, `retry_delay` and `concurrency` from the table on top of
-    /// the stack, raw. Stack effect: 0.
+    /// the stack, raw; any other entry is refused (a misspelt option would otherwise be ignored
+    /// without a word). Stack effect: 0.
     private func readOptions(path: String) throws(LuaError) -> LuaHandlerOptions {
+        try refuseUnknownOptions(path: path)
         func field(_ name: String) throws(LuaError) -> LuaValue {
             let L = state.L
             lua_pushstring(L, name)
@@ -145,6 +147,21 @@ public actor LuaWorker {
         default: throw LuaError(.invalidHandler, "\(path): 'concurrency' must be a whole number from 1 to \(LuaHandlerOptions.maxConcurrency)")
         }
         return options
+    }
+
+    /// Throws for the first entry of the table on top of the stack that is not a known option
+    /// (`LuaHandlerOptions.names`). Stack effect: 0.
+    private func refuseUnknownOptions(path: String) throws(LuaError) {
+        let L = state.L
+        lua_pushnil(L)
+        while lua_next(L, -2) != 0 {
+            let key = lua_type(L, -2) == LUA_TSTRING ? state.string(at: -2, on: L) : nil
+            clua_pop(L, 1)
+            guard let key, LuaHandlerOptions.names.contains(key) else {
+                clua_pop(L, 1)
+                throw LuaError(.invalidHandler, LuaHandlerOptions.unknownOptionMessage(path: path, key: key))
+            }
+        }
     }
 
     /// Releases a handler; invocations already running keep their own reference to the function.

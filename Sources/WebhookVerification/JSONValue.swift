@@ -199,3 +199,77 @@ struct JSONParser {
         return value
     }
 }
+
+extension JSONValue {
+    /// The document as compact JSON, object members in their order (duplicates kept), integers
+    /// with their digits.
+    public var bytes: [UInt8] {
+        var output: [UInt8] = []
+        write(to: &output)
+        return output
+    }
+
+    private func write(to output: inout [UInt8]) {
+        switch self {
+        case .object(let fields):
+            output.append(UInt8(ascii: "{"))
+            for (index, field) in fields.enumerated() {
+                if index > 0 { output.append(UInt8(ascii: ",")) }
+                CanonicalJSON.writeString(field.key, to: &output)
+                output.append(UInt8(ascii: ":"))
+                field.value.write(to: &output)
+            }
+            output.append(UInt8(ascii: "}"))
+        case .array(let elements):
+            output.append(UInt8(ascii: "["))
+            for (index, element) in elements.enumerated() {
+                if index > 0 { output.append(UInt8(ascii: ",")) }
+                element.write(to: &output)
+            }
+            output.append(UInt8(ascii: "]"))
+        default:
+            CanonicalJSON.write(self, to: &output)
+        }
+    }
+
+    /// This document with the value at `pointer` (RFC 6901) set to `value`: a missing object
+    /// member is added, an array index replaced, `-` appends.
+    public func setting(_ pointer: String, to value: JSONValue) throws(JSONPointerError) -> JSONValue {
+        guard pointer.hasPrefix("/") else { throw JSONPointerError("'\(pointer)' is not a JSON pointer (it starts with /)") }
+        let tokens = pointer.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
+            .map { $0.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~") }
+        return try setting(tokens[...], to: value, pointer: pointer)
+    }
+
+    private func setting(_ tokens: ArraySlice<String>, to value: JSONValue, pointer: String) throws(JSONPointerError) -> JSONValue {
+        guard let token = tokens.first else { return value }
+        let rest = tokens.dropFirst()
+        switch self {
+        case .object(var fields):
+            if let index = fields.lastIndex(where: { $0.key == token }) {
+                fields[index].value = try fields[index].value.setting(rest, to: value, pointer: pointer)
+            } else {
+                guard rest.isEmpty else { throw JSONPointerError("\(pointer): there is no member '\(token)' to go into") }
+                fields.append((key: token, value: value))
+            }
+            return .object(fields)
+        case .array(var elements):
+            if token == "-", rest.isEmpty {
+                elements.append(value)
+            } else if let index = Int(token), elements.indices.contains(index) {
+                elements[index] = try elements[index].setting(rest, to: value, pointer: pointer)
+            } else {
+                throw JSONPointerError("\(pointer): '\(token)' is not an index of an array of \(elements.count)")
+            }
+            return .array(elements)
+        default:
+            throw JSONPointerError("\(pointer): '\(token)' goes into a value that is neither an object nor an array")
+        }
+    }
+}
+
+/// A JSON pointer that does not lead anywhere in a document.
+public struct JSONPointerError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -124,6 +124,11 @@ struct LoadingTests {
         ("return {handle = function() end, on = 5}", "'on' must be a string or a list of strings"),
         ("return {handle = function() end, timeout = -1}", "'timeout' must be a positive number"),
         ("return {handle = function() end, retries = 'x'}", "'retries' must be a whole number"),
+        // A misspelt option is refused, not ignored.
+        ("return {handle = function() end, retires = 3}", "a/b.lua: unknown option 'retires' (did you mean 'retries'?); a handler table takes handle, on"),
+        ("return {handle = function() end, timout = 3}", "unknown option 'timout' (did you mean 'timeout'?)"),
+        ("return {handle = function() end, helper = function() end}", "unknown option 'helper'; a handler table takes"),
+        ("return {function() end, handle = function() end}", "the returned table has an entry that is not named"),
     ])
     func badHandlerShapes(_ source: String, _ message: String) async throws {
         let worker = try Harness.worker()
@@ -170,5 +175,19 @@ struct LoadingTests {
         let after = await worker.memoryUsed
         #expect(after < baseline + 512 * 1024, "grew from \(baseline) to \(after)")
         #expect(await worker.handlerCount == 0)
+    }
+}
+
+@Suite("Did you mean")
+struct SuggestionTests {
+    @Test func closeNamesAreSuggestedFarOnesNot() {
+        let options = ["handle", "on", "timeout", "retries", "retry_delay", "concurrency"]
+        #expect(Suggestion.closest(to: "retires", among: options) == "retries", "two letters swapped")
+        #expect(Suggestion.closest(to: "timeot", among: options) == "timeout")
+        #expect(Suggestion.closest(to: "concurency", among: options) == "concurrency")
+        #expect(Suggestion.closest(to: "Handle", among: options) == "handle")
+        #expect(Suggestion.closest(to: "helper", among: options) == nil)
+        #expect(Suggestion.closest(to: "xy", among: options) == nil, "a short name needs a close match")
+        #expect(Suggestion.closest(to: "incrby", among: ["get", "set", "incr", "delete"]) == "incr")
     }
 }

@@ -156,8 +156,16 @@ struct DeliveryTests {
             #expect(await Server.eventually({ records.all.filter { $0.message == "handler succeeded" }.count == 16 }, within: .seconds(30)))
         }
         let store = try await StoreLocation(configuration.store).open(logger: LogRecords().logger())
-        #expect(try await store.get("s", "done") == Array("8".utf8))
-        #expect(try await store.get("s", "fast") == Array("8".utf8))
+        let done = try await store.get("s", "done").map { String(decoding: $0, as: UTF8.self) }
+        let fast = try await store.get("s", "fast").map { String(decoding: $0, as: UTF8.self) }
+        // A kv call that timed out on a loaded machine may have been written all the same: its
+        // attempt failed and ran again (at least once). Only then may a count be higher.
+        let failed = records.all.filter { $0.message.hasPrefix("handler failed") }.map { $0.metadata["error"] ?? "" }
+        if failed.isEmpty {
+            #expect(done == "8" && fast == "8", "done \(done ?? "nil"), fast \(fast ?? "nil")")
+        } else {
+            #expect((Int(done ?? "") ?? 0) >= 8 && (Int(fast ?? "") ?? 0) >= 8, "done \(done ?? "nil"), fast \(fast ?? "nil"), failures: \(failed)")
+        }
         #expect(try await store.get("s", "most") == Array("1".utf8))
         await store.close()
     }

@@ -1,5 +1,8 @@
 import AsyncHTTPClient
 import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Moonhook
 import MoonhookStore
 import MoonhookTestSupport
 import NIOCore
@@ -180,6 +183,64 @@ struct ProcessTests {
         #expect(result.out == "X-Webhook-Signature: \(expected[0].value)\n")
     }
 
+    /// `--set` (JSON pointer), `--type` (where the source reads it) and `--header` change what is
+    /// signed and sent; the signature is the sender's over the changed body.
+    @Test func signAndSendTakeOverrides() async throws {
+        let handlersFolder = ReferenceSigner.root.appending(path: "handlers").path
+        let fixture = ReferenceSigner.root.appending(path: "fixtures/browser-use/agent.task.status_update.json").path
+        let signed = try MoonhookProcess.run(
+            [
+                "sign", "browser-use", fixture, "--handlers", handlersFolder, "--set", "/payload/status=stopped", "--set", "/payload/attempt=3",
+                "--set", "/payload/tags/-=\"x\"", "--type", "agent.task.created", "--header", "X-Extra: 1",
+            ],
+            environment: ["BROWSER_USE_WEBHOOK_SECRET": "sign-test"])
+        #expect(signed.status != 0 && signed.err.contains("/payload/tags/-: there is no member 'tags' to go into"), "\(signed)")
+        let result = try MoonhookProcess.run(
+            [
+                "sign", "browser-use", fixture, "--handlers", handlersFolder, "--set", "/payload/status=stopped", "--set", "/payload/attempt=3",
+                "--set", "/payload/note=\"a b\"", "--type", "agent.task.created", "--header", "X-Extra: 1",
+            ],
+            environment: ["BROWSER_USE_WEBHOOK_SECRET": "sign-test"])
+        #expect(result.status == 0, "\(result.err)")
+        let parts = result.out.components(separatedBy: "\n\n")
+        try #require(parts.count == 2, "\(result.out)")
+        let body = Array(parts[1].trimmingCharacters(in: .newlines).utf8)
+        #expect(String(decoding: body, as: UTF8.self).hasPrefix(#"{"type":"agent.task.created","timestamp":"#), "member order kept")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any])
+        let payload = try #require(object["payload"] as? [String: Any])
+        #expect(payload["status"] as? String == "stopped" && payload["attempt"] as? Int == 3 && payload["note"] as? String == "a b")
+        #expect(payload["taskId"] as? String == "task_abc123", "an untouched value changed")
+        let expected = try ReferenceSigner.sign("browser-use", secret: "sign-test", body: body)
+        #expect(parts[0] == "X-Webhook-Signature: \(expected[0].value)\nX-Extra: 1", "\(parts[0])")
+
+        // send: the server verifies what was signed and routes on the type written where induced reads it.
+        let handlers = try TestHandlers()
+        defer { handlers.remove() }
+        var configuration = try await DeliveryTests.configuration(handlers)
+        configuration.adminToken = "admin-token"
+        let app = try await buildApplication(
+            configuration: configuration, environment: ["INDUCED_WEBHOOK_TOKEN": "tok", "BROWSER_USE_WEBHOOK_SECRET": "s", "CHAT_WEBHOOK_URL": ""],
+            logger: LogRecords().logger())
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let sent = try MoonhookProcess.run(
+                [
+                    "send", "http://127.0.0.1:\(port)/hooks/induced", "induced", ReferenceSigner.root.appending(path: "fixtures/induced/step_completed.json").path,
+                    "--handlers", handlers.folder.path, "--type", "browser_ready",
+                ],
+                environment: ["INDUCED_WEBHOOK_TOKEN": "tok"])
+            #expect(sent.status == 0 && sent.out.hasPrefix("202 "), "\(sent)")
+            #expect(sent.out.contains(#""type":"browser_ready""#), "\(sent.out)")
+            let refused = try MoonhookProcess.run(
+                [
+                    "send", "http://127.0.0.1:\(port)/hooks/induced", "induced", ReferenceSigner.root.appending(path: "fixtures/induced/step_completed.json").path,
+                    "--handlers", handlers.folder.path, "--header", "X-Webhook-Token: wrong",
+                ],
+                environment: ["INDUCED_WEBHOOK_TOKEN": "tok"])
+            #expect(refused.status == 1 && refused.out.hasPrefix("401 "), "a header set after signing replaces the signature's: \(refused)")
+        }
+    }
+
     /// A `.form` fixture is signed as a form: Twilio signs its fields, not its bytes.
     @Test func signSignsFormFixtures() throws {
         let handlers = try TestHandlers(copyExamples: false)
@@ -196,6 +257,14 @@ struct ProcessTests {
             ["sign", "twilio", handlers.folder.appending(path: "sms.form").path, "--content-type", "application/json", "--handlers", handlers.folder.path],
             environment: ["TWILIO_AUTH_TOKEN": "tok"])
         #expect(asJSON.status != 0 && asJSON.err.contains("twilio signs form fields"))
+        // A form field set before signing: the signature covers the changed fields.
+        let changed = try MoonhookProcess.run(
+            ["sign", "twilio", handlers.folder.appending(path: "sms.form").path, "--set", "/Body=Bye now", "--handlers", handlers.folder.path],
+            environment: ["TWILIO_AUTH_TOKEN": "tok"])
+        #expect(changed.status == 0, "\(changed.err)")
+        let changedFields = "MessageSid=SM1&From=%2B15551234567&Body=Bye+now&SmsStatus=received"
+        let resigned = try ReferenceSigner.sign("twilio", secret: "tok", body: Array(changedFields.utf8), url: "https://hooks.example.com/hooks/twilio")
+        #expect(changed.out == "X-Twilio-Signature: \(resigned[0].value)\n\n\(changedFields)\n", "\(changed.out)")
     }
 
     /// A `.form` event is read as the server reads a form: its fields, or the JSON of the source's

@@ -29,7 +29,10 @@ struct CheckCommand: AsyncParsableCommand {
         let catalog = await SourceCatalog.load(folder: configuration.handlersFolder, pool: pool, environment: environment)
         pool.shutdown()
         try await client.shutdown()
-        for problem in catalog.problems { print(problem) }
+        for problem in catalog.problems {
+            print(problem)
+            for line in SourceExcerpt.lines(for: "\(problem)", handlersFolder: URL(fileURLWithPath: configuration.handlersFolder)) { print(line) }
+        }
         for name in catalog.sources.keys.sorted() {
             let source = catalog.sources[name]!
             print("ok: \(name) (\(source.configuration.verifier.scheme.rawValue), \(source.handlers.count) handlers)")

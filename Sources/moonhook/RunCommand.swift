@@ -68,7 +68,8 @@ struct RunCommand: AsyncParsableCommand {
             print("ok: \(report.handlerPath) (\(timing))")
             for value in values where value != .nil { print("returned: \(LogAPI.render(value))") }
         case .failure(let error):
-            FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+            let excerpt = SourceExcerpt.lines(for: error.message, handlersFolder: URL(fileURLWithPath: handlers))
+            FileHandle.standardError.write(Data((["error: \(error.message)"] + excerpt).map { $0 + "\n" }.joined().utf8))
             print("failed: \(report.handlerPath) (\(timing))")
             throw ExitCode(1)
         }

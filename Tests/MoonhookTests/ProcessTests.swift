@@ -170,7 +170,10 @@ struct ProcessTests {
         let broken = try MoonhookProcess.run(["check", "--handlers", handlers.folder.path])
         #expect(broken.status == 1)
         #expect(broken.out.contains("bad/source.yaml: 'algorithm' must be sha1, sha256 or sha512\n"))
-        #expect(broken.out.contains("worse/b.lua:3: unexpected symbol near 'end'\n"))
+        #expect(broken.out.contains("worse/b.lua:3: unexpected symbol near 'end'\n 3 | end\n   | ^^^\n"), "the line and a caret under the token: \(broken.out)")
+        try handlers.write("worse/b.lua", "return function(e)\n\tlocal x = (1 + 2\n\tlog.info(x)\nend")
+        let unclosed = try MoonhookProcess.run(["check", "--handlers", handlers.folder.path])
+        #expect(unclosed.out.contains("worse/b.lua:3: ')' expected (to close '(' at line 2) near 'log'\n 3 |     log.info(x)\n   |     ^^^\n"), "\(unclosed.out)")
     }
 
     @Test func signPrintsWhatTheSenderWouldSend() throws {
@@ -301,7 +304,7 @@ struct ProcessTests {
         #expect(ok.out.contains("returned: 42"))
         let failed = try MoonhookProcess.run(["run", handlers.folder.appending(path: "s/fails.lua").path, "--event", event, "--handlers", handlers.folder.path])
         #expect(failed.status == 1)
-        #expect(failed.err == "error: s/fails.lua:2: nope 21\n")
+        #expect(failed.err == "error: s/fails.lua:2: nope 21\n 2 |   error('nope ' .. e.body.n)\n")
     }
 }
 

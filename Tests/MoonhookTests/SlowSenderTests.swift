@@ -92,9 +92,9 @@ struct SlowSenderTests {
         let handlers = try Self.handlers()
         defer { handlers.remove() }
         // Long enough that, on a loaded CI machine, opening 2,000 sockets ends well before the first
-        // of them time out.
-        let header = Duration.seconds(8)
-        let body = Duration.seconds(9)
+        // of them time out (a CI run once took 15 s to open them).
+        let header = Duration.seconds(20)
+        let body = Duration.seconds(21)
         let configuration = Self.configuration(handlers) {
             $0.headerTimeout = header
             $0.bodyTimeout = body

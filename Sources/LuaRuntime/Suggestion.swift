@@ -13,7 +13,8 @@ public enum Suggestion {
         return best?.name
     }
 
-    /// `message` followed by ` (did you mean 'x'?)` when one of `known` is close to `name`.
+    /// ` (did you mean 'x'?)` when `x` of `known` is close to `name`, for the end of a message;
+    /// empty otherwise.
     public static func phrase(_ name: String, among known: some Sequence<String>) -> String {
         closest(to: name, among: known).map { " (did you mean '\($0)'?)" } ?? ""
     }

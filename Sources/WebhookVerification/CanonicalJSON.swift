@@ -54,6 +54,13 @@ public enum CanonicalJSON {
         }
     }
 
+    /// `text` as a JSON string, quotes included.
+    public static func quoted(_ text: String) -> String {
+        var output: [UInt8] = []
+        writeString(text, to: &output)
+        return String(decoding: output, as: UTF8.self)
+    }
+
     public static func writeString(_ text: String, to output: inout [UInt8]) {
         let hex = Array("0123456789abcdef".utf8)
         output.append(UInt8(ascii: "\""))

@@ -61,7 +61,7 @@ struct ConsoleController: Sendable {
         }
         router.get("/console/deliveries") { request, _ in
             let csrf = try reading(request)
-            return page("deliveries", try await deliveries(FormValues(query: request), notice: FormValues(query: request).get("done")), csrf: csrf)
+            return page("deliveries", try await deliveries(FormValues(query: request)), csrf: csrf)
         }
         router.get("/console/deliveries/confirm") { request, _ in
             let csrf = try reading(request)
@@ -69,25 +69,25 @@ struct ConsoleController: Sendable {
         }
         router.post("/console/deliveries/replay") { request, _ in
             let (_, form) = try await changing(request)
-            let filter = try Self.filter(form.get)
-            let count = try await store { try await replay(filter) }
+            let filter = try Self.filter(form)
+            let count = try await AdminCall.store { try await replay(filter) }
             dispatcher.wake()
-            return redirect("/console/deliveries?" + Self.query(form.get, done: "replayed \(count)"))
+            return redirect("/console/deliveries?" + Self.query(form, done: "replayed \(count)"))
         }
         router.post("/console/deliveries/purge") { request, _ in
             let (_, form) = try await changing(request)
-            guard Self.filterFields.contains(where: { !(form[$0] ?? "").isEmpty }) else {
+            guard Self.filterFields.contains(where: { form.value($0) != nil }) else {
                 throw HTTPFailure(.badRequest, "a purge needs a filter: set at least one of \(Self.filterFields.joined(separator: ", "))")
             }
-            let filter = try Self.filter(form.get)
-            let count = try await store { try await inbox.purge(filter, onlyFinished: false) }
+            let filter = try Self.filter(form)
+            let count = try await AdminCall.store { try await inbox.purge(filter, onlyFinished: false) }
             logger.notice("deliveries purged from the console", metadata: ["count": "\(count)"])
-            return redirect("/console/deliveries?" + Self.query(form.get, done: "purged \(count)"))
+            return redirect("/console/deliveries?" + Self.query(form, done: "purged \(count)"))
         }
         router.get("/console/deliveries/:seq") { request, context in
             let csrf = try reading(request)
-            let seq = try Self.seq(context)
-            guard let detail = try await store({ try await inbox.show(seq) }) else {
+            let seq = try AdminCall.seq(context)
+            guard let detail = try await AdminCall.store({ try await inbox.show(seq) }) else {
                 return page("problem", ["title": "Not found", "heading": "Not found", "message": "There is no delivery \(seq)."], csrf: csrf, status: .notFound)
             }
             var view = ConsoleViews.delivery(detail)
@@ -96,8 +96,8 @@ struct ConsoleController: Sendable {
         }
         router.post("/console/deliveries/:seq/replay") { request, context in
             _ = try await changing(request)
-            let seq = try Self.seq(context)
-            let count = try await store { try await inbox.replay(.delivery(seq)) }
+            let seq = try AdminCall.seq(context)
+            let count = try await AdminCall.store { try await inbox.replay(.delivery(seq)) }
             guard count > 0 else { throw HTTPFailure(.notFound, "no delivery \(seq)") }
             dispatcher.wake()
             return redirect("/console/deliveries/\(seq)?done=replayed")
@@ -108,7 +108,7 @@ struct ConsoleController: Sendable {
         }
         router.get("/console/refusals") { request, _ in
             let csrf = try reading(request)
-            let source = FormValues(query: request).get("source").flatMap { $0.isEmpty ? nil : $0 }
+            let source = FormValues(query: request).value("source")
             let list = refusals.list(source: source)
             let reasons = Dictionary(grouping: list, by: \.reason.rawValue).map { ["name": $0.key, "count": $0.value.count] as [String: Any] }
                 .sorted { ($0["name"] as? String ?? "") < ($1["name"] as? String ?? "") }
@@ -155,8 +155,8 @@ struct ConsoleController: Sendable {
 
     private func overview() async throws -> [String: Any] {
         let now = Date()
-        let counts = try await store { try await inbox.pairCounts() }
-        let hour = try await store { try await inbox.deliveries(DeliveryFilter(since: now.addingTimeInterval(-3600), limit: Self.bulkLimit)) }
+        let counts = try await AdminCall.store { try await inbox.pairCounts() }
+        let hour = try await AdminCall.store { try await inbox.deliveries(DeliveryFilter(since: now.addingTimeInterval(-3600), limit: Self.bulkLimit)) }
         let chart = ConsoleViews.hour(hour.deliveries, now: now)
         let oldest = counts.oldestWaiting.sorted { $0.value < $1.value }.map { source, since -> [String: Any] in
             ["source": source, "since": ConsoleViews.time(since), "age": ConsoleViews.age(now.timeIntervalSince(since))]
@@ -170,56 +170,58 @@ struct ConsoleController: Sendable {
         return view
     }
 
-    private func deliveries(_ query: FormValues, notice: String?) async throws -> [String: Any] {
-        var view: [String: Any] = ["title": "Deliveries", "nav_deliveries": true, "query": Self.query(query.get)]
+    private func deliveries(_ query: FormValues) async throws -> [String: Any] {
+        var view: [String: Any] = ["title": "Deliveries", "nav_deliveries": true, "query": Self.query(query)]
         view["filter"] = Dictionary(uniqueKeysWithValues: Self.filterFields.map { ($0, query.get($0) ?? "") })
         view["statuses"] = PairStatus.allCases.map { ["name": $0.rawValue, "selected": query.get("status") == $0.rawValue] as [String: Any] }
-        if let notice, let words = Optional(notice.split(separator: " ")), words.count == 2, let count = Int(words[1]), ["replayed", "purged"].contains(words[0]) {
-            view["notice"] = "\(words[0] == "replayed" ? "Replayed" : "Purged") \(count) \(count == 1 ? "delivery" : "deliveries")."
+        // `done=replayed N` or `done=purged N`, after a bulk action.
+        let done = query.get("done")?.split(separator: " ") ?? []
+        if done.count == 2, ["replayed", "purged"].contains(done[0]), let count = Int(done[1]) {
+            view["notice"] = "\(done[0] == "replayed" ? "Replayed" : "Purged") \(count) \(count == 1 ? "delivery" : "deliveries")."
         }
         var filter: DeliveryFilter
         do {
-            filter = try Self.filter(query.get, limit: query.get("limit") ?? "50", cursor: query.get("cursor"))
+            filter = try Self.filter(query, limit: query.get("limit") ?? "50", cursor: query.get("cursor"))
             filter.limit = min(filter.limit, Self.pageLimit)
         } catch {
             view["error"] = "\(error)"
             return view
         }
-        let page = try await store { try await inbox.deliveries(filter) }
+        let page = try await AdminCall.store { try await inbox.deliveries(filter) }
         view["rows"] = page.deliveries.map(ConsoleViews.row)
-        if let next = page.next { view["next"] = Self.query(query.get) + "&limit=\(filter.limit)&cursor=\(next)" }
+        if let next = page.next { view["next"] = Self.query(query) + "&limit=\(filter.limit)&cursor=\(next)" }
         return view
     }
 
     private func confirmation(_ query: FormValues) async throws -> [String: Any] {
         guard let action = query.get("action"), ["replay", "purge"].contains(action) else { throw HTTPFailure(.badRequest, "action must be replay or purge") }
-        let filter = try Self.filter(query.get)
+        let filter = try Self.filter(query)
         // What is confirmed is what is done: the time range fixed now (a relative `since` would
         // move by the time the form is posted, and deliveries arriving meanwhile are left alone).
-        var fixed = Self.filterFields.compactMap { name in query.get(name).flatMap { $0.isEmpty ? nil : (name, $0) } }
+        var fixed = Self.filterFields.compactMap { name in query.value(name).map { (name, $0) } }
             .filter { $0.0 != "since" && $0.0 != "until" }
         if let since = filter.since { fixed.append(("since", TimeAPI.iso8601(since))) }
         fixed.append(("until", TimeAPI.iso8601(filter.until ?? Date())))
-        if action == "purge", !Self.filterFields.contains(where: { !(query.get($0) ?? "").isEmpty }) {
+        if action == "purge", !Self.filterFields.contains(where: { query.value($0) != nil }) {
             return [
                 "title": "Purge", "nav_deliveries": true, "heading": "Purge deliveries",
                 "message": "A purge needs a filter: set at least one of \(Self.filterFields.joined(separator: ", ")) (deliveries waiting to run would be lost).",
-                "count_text": "No purge without a filter.", "verb": "Purge", "summary": "none", "query": Self.query(query.get), "has_matches": false,
+                "count_text": "No purge without a filter.", "verb": "Purge", "summary": "none", "query": Self.query(query), "has_matches": false,
             ]
         }
         var counting = filter
         counting.limit = Self.bulkLimit
-        let page = try await store { try await inbox.deliveries(counting) }
+        let page = try await AdminCall.store { try await inbox.deliveries(counting) }
         let count = page.deliveries.count
         var countText = "\(count) \(count == 1 ? "delivery" : "deliveries")"
         if page.next != nil {
             countText = action == "purge" || filter.status == .dead ? "more than \(Self.bulkLimit) deliveries" : "the newest \(Self.bulkLimit) deliveries"
         }
-        let summary = Self.filterFields.compactMap { name in query.get(name).flatMap { $0.isEmpty ? nil : "\(name)=\($0)" } }.joined(separator: ", ")
+        let summary = Self.filterFields.compactMap { name in query.value(name).map { "\(name)=\($0)" } }.joined(separator: ", ")
         return [
             "title": action == "replay" ? "Replay" : "Purge", "nav_deliveries": true, "action": action, "verb": action == "replay" ? "Replay" : "Purge",
             "danger": action == "purge", "has_matches": count > 0, "count_text": count == 0 ? "No delivery matches." : countText,
-            "summary": summary.isEmpty ? "none: every delivery" : summary, "query": Self.query(query.get),
+            "summary": summary.isEmpty ? "none: every delivery" : summary, "query": Self.query(query),
             "fields": fixed.map { ["name": $0.0, "value": $0.1] },
         ]
     }
@@ -264,41 +266,26 @@ struct ConsoleController: Sendable {
         Response(status: .seeOther, headers: [.location: location, .cacheControl: "no-store"])
     }
 
-    /// Runs a store call; a database failure is a 503 with its reason.
-    private func store<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch {
-            throw HTTPFailure(.serviceUnavailable, "store: \(error)")
-        }
-    }
-
     // MARK: Forms and filters
 
     static let filterFields = ["source", "type", "status", "since", "until", "id"]
 
-    static func filter(_ get: (String) -> String?, limit: String? = nil, cursor: String? = nil) throws -> DeliveryFilter {
-        func value(_ name: String) -> String? { get(name).flatMap { $0.isEmpty ? nil : $0 } }
+    static func filter(_ form: FormValues, limit: String? = nil, cursor: String? = nil) throws -> DeliveryFilter {
         do {
             return try DeliveryReport.filter(
-                status: value("status"), source: value("source"), type: value("type"), id: value("id"), since: value("since"), until: value("until"),
-                limit: limit, cursor: cursor)
+                status: form.value("status"), source: form.value("source"), type: form.value("type"), id: form.value("id"), since: form.value("since"),
+                until: form.value("until"), limit: limit, cursor: cursor)
         } catch {
             throw HTTPFailure(.badRequest, error.message)
         }
     }
 
     /// The filter's fields as a query string (and `done`, what was just done).
-    static func query(_ get: (String) -> String?, done: String? = nil) -> String {
+    static func query(_ form: FormValues, done: String? = nil) -> String {
         var components = URLComponents()
-        components.queryItems = filterFields.compactMap { name in get(name).flatMap { $0.isEmpty ? nil : URLQueryItem(name: name, value: $0) } }
+        components.queryItems = filterFields.compactMap { name in form.value(name).map { URLQueryItem(name: name, value: $0) } }
         if let done { components.queryItems?.append(URLQueryItem(name: "done", value: done)) }
         return components.percentEncodedQuery ?? ""
-    }
-
-    static func seq(_ context: MoonhookRequestContext) throws -> Int64 {
-        guard let text = context.parameters.get("seq"), let seq = Int64(text) else { throw HTTPFailure(.badRequest, "delivery number must be a whole number") }
-        return seq
     }
 }
 

@@ -11,19 +11,19 @@ import WebhookVerification
 struct ConsoleSession: Sendable {
     static let cookieName = "moonhook_session"
 
-    private let token: [UInt8]
+    private let token: String
     private let key: [UInt8]
     let ttl: Duration
 
     init(adminToken: String, ttl: Duration) {
-        token = Array(adminToken.utf8)
-        key = Digest.hmac(.sha256, key: token, data: Array("moonhook console session v1".utf8))
+        token = adminToken
+        key = Digest.hmac(.sha256, key: Array(adminToken.utf8), data: Array("moonhook console session v1".utf8))
         self.ttl = ttl
     }
 
     /// Whether `candidate` is the admin token (constant time).
     func admits(_ candidate: String) -> Bool {
-        Digest.constantTimeEquals(Digest.hash(.sha256, Array(candidate.utf8)), Digest.hash(.sha256, token))
+        BearerToken.matches(candidate, token)
     }
 
     /// A new session value: `expiry.nonce.signature`.

@@ -28,4 +28,7 @@ struct FormValues: Sendable {
     subscript(_ name: String) -> String? { values[name] }
 
     func get(_ name: String) -> String? { values[name] }
+
+    /// The field's value, nil when it is missing or empty (a form's field left blank).
+    func value(_ name: String) -> String? { values[name].flatMap { $0.isEmpty ? nil : $0 } }
 }

@@ -45,7 +45,7 @@ public struct FixtureOverrides: Sendable {
         var headers: [(name: String, value: String)] = []
         if let type {
             switch typeSources.first {
-            case .pointer(let pointer): values.append((pointer, Self.jsonString(type)))
+            case .pointer(let pointer): values.append((pointer, CanonicalJSON.quoted(type)))
             case .header(let name): headers.append((name, type))
             case .form(let field): values.append(("/" + field, field == "command" && !type.hasPrefix("/") ? "/" + type : type))
             default:
@@ -73,12 +73,6 @@ public struct FixtureOverrides: Sendable {
             }
         }
         return (document.bytes, headers)
-    }
-
-    private static func jsonString(_ text: String) -> String {
-        var output: [UInt8] = []
-        CanonicalJSON.writeString(text, to: &output)
-        return String(decoding: output, as: UTF8.self)
     }
 
     /// A form body with top-level fields set (`/Name`), in their order, new ones at the end.

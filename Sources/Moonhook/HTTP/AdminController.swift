@@ -29,19 +29,19 @@ struct AdminController: Sendable {
         router.get("/admin/deliveries") { request, _ in
             try authorize(request)
             let filter = try filter(request, defaultStatus: nil)
-            let page = try await store { try await inbox.deliveries(filter) }
+            let page = try await AdminCall.store { try await inbox.deliveries(filter) }
             return json(DeliveryReport.page(page))
         }
         router.get("/admin/deliveries/:seq") { request, context in
             try authorize(request)
-            let seq = try seq(context)
-            guard let detail = try await store({ try await inbox.show(seq) }) else { throw HTTPFailure(.notFound, "no delivery \(seq)") }
+            let seq = try AdminCall.seq(context)
+            guard let detail = try await AdminCall.store({ try await inbox.show(seq) }) else { throw HTTPFailure(.notFound, "no delivery \(seq)") }
             return json(DeliveryReport.detail(detail))
         }
         router.post("/admin/deliveries/:seq/replay") { request, context in
             try authorize(request)
-            let seq = try seq(context)
-            let count = try await store { try await inbox.replay(.delivery(seq)) }
+            let seq = try AdminCall.seq(context)
+            let count = try await AdminCall.store { try await inbox.replay(.delivery(seq)) }
             guard count > 0 else { throw HTTPFailure(.notFound, "no delivery \(seq)") }
             dispatcher.wake()
             return json(["replayed": count])
@@ -50,7 +50,7 @@ struct AdminController: Sendable {
             try authorize(request)
             let filter = try filter(request, defaultStatus: .dead)
             guard filter.status == .dead else { throw HTTPFailure(.badRequest, "replay by filter takes status=dead only") }
-            let count = try await store { try await inbox.replay(.dead(filter)) }
+            let count = try await AdminCall.store { try await inbox.replay(.dead(filter)) }
             dispatcher.wake()
             return json(["replayed": count])
         }
@@ -62,7 +62,7 @@ struct AdminController: Sendable {
             var filter = try filter(request, defaultStatus: nil)
             filter.until = min(filter.until ?? cutoff, cutoff)
             let purge = filter
-            let count = try await store { try await inbox.purge(purge, onlyFinished: false) }
+            let count = try await AdminCall.store { try await inbox.purge(purge, onlyFinished: false) }
             return json(["purged": count])
         }
         router.get("/admin/refusals") { request, _ in
@@ -74,7 +74,7 @@ struct AdminController: Sendable {
             try authorize(request)
             let counters = dispatcher.counters
             let batches = inbox.writeStatistics
-            let pairs = try await store { try await inbox.pairCounts() }
+            let pairs = try await AdminCall.store { try await inbox.pairCounts() }
             return json([
                 "dispatcher": ["succeeded": counters.succeeded, "failed": counters.failed, "dead_lettered": counters.deadLettered, "in_flight": counters.inFlight],
                 "pairs": Dictionary(uniqueKeysWithValues: PairStatus.allCases.map { ($0.rawValue, pairs.byStatus[$0] ?? 0) }),
@@ -97,20 +97,6 @@ struct AdminController: Sendable {
             return filter
         } catch {
             throw HTTPFailure(.badRequest, error.message)
-        }
-    }
-
-    private func seq(_ context: MoonhookRequestContext) throws -> Int64 {
-        guard let text = context.parameters.get("seq"), let seq = Int64(text) else { throw HTTPFailure(.badRequest, "delivery number must be a whole number") }
-        return seq
-    }
-
-    /// Runs a store call; a database failure is a 503 with its reason.
-    private func store<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch {
-            throw HTTPFailure(.serviceUnavailable, "store: \(error)")
         }
     }
 

@@ -160,7 +160,7 @@ struct HookController: Sendable {
         case .duplicate(let first, let receivedAt):
             reservation?.cancel()
             logger.info("duplicate delivery, not run again", metadata: metadata.merging(["first.seq": "\(first)"]) { $1 })
-            return json(.ok, #"{"status":"duplicate","id":"# + jsonString(delivery.id) + #","first_received_at":"# + jsonString(TimeAPI.iso8601(receivedAt)) + "}")
+            return json(.ok, #"{"status":"duplicate","id":"# + CanonicalJSON.quoted(delivery.id) + #","first_received_at":"# + CanonicalJSON.quoted(TimeAPI.iso8601(receivedAt)) + "}")
         case .accepted(let stored):
             seq = stored
         }
@@ -181,7 +181,7 @@ struct HookController: Sendable {
         }
         return json(
             .accepted,
-            #"{"status":"accepted","id":"# + jsonString(delivery.id) + #","type":"# + jsonString(delivery.type) + #","handlers":\#(delivery.handlers.count)}"#)
+            #"{"status":"accepted","id":"# + CanonicalJSON.quoted(delivery.id) + #","type":"# + CanonicalJSON.quoted(delivery.type) + #","handlers":\#(delivery.handlers.count)}"#)
     }
 
     /// Runs a `respond: sync` delivery's handlers (stored as already claimed), each once a slot is
@@ -235,12 +235,6 @@ struct HookController: Sendable {
 
     private func json(_ status: HTTPResponse.Status, _ text: String) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
-    }
-
-    private func jsonString(_ text: String) -> String {
-        var output: [UInt8] = []
-        CanonicalJSON.writeString(text, to: &output)
-        return String(decoding: output, as: UTF8.self)
     }
 }
 

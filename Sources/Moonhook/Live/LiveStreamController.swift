@@ -34,8 +34,8 @@ struct LiveStreamController: Sendable {
     }
 
     static func filter(_ query: FormValues) throws -> LiveFilter {
-        var filter = LiveFilter(source: query.get("source").flatMap { $0.isEmpty ? nil : $0 }, handler: query.get("handler").flatMap { $0.isEmpty ? nil : $0 })
-        if let text = query.get("level"), !text.isEmpty {
+        var filter = LiveFilter(source: query.value("source"), handler: query.value("handler"))
+        if let text = query.value("level") {
             guard let level = Self.level(text) else { throw HTTPFailure(.badRequest, "level must be one of debug, info, warn, error") }
             filter.level = level
         }

@@ -128,7 +128,8 @@ bench: deps
 # The whole test suite under AddressSanitizer, in its own build folder.
 asan: test-deps
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
-	LSAN_OPTIONS=suppressions=$(CURDIR)/.lsan-suppressions $(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
+	ASAN_OPTIONS=suppressions=$(CURDIR)/.asan-suppressions LSAN_OPTIONS=suppressions=$(CURDIR)/.lsan-suppressions \
+	  $(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
 
 clean:
 	rm -rf .build .build-asan

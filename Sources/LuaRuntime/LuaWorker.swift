@@ -65,16 +65,7 @@ public actor LuaWorker {
         let L = state.L
         let top = lua_gettop(L)
         defer { lua_settop(L, top) }
-        let status = source.withUnsafeBytes { state.load(bytes: $0, chunkName: "@" + path) }
-        guard status == LUA_OK else { throw state.popError(status, on: L) }
-        try state.pushNewEnvironment(extras: extras)
-        guard lua_setupvalue(L, -2, 1) != nil else { throw LuaError(.invalidHandler, "\(path): chunk has no _ENV") }
-        let functionRef = clua_ref(L)
-        defer { clua_unref(L, functionRef) }
-
-        let outcome = await run(functionRef: functionRef, arguments: [], info: LuaInvocationInfo(handlerPath: path, isLoading: true), timeout: nil, keepResultRef: true)
-        guard case .success(let refs) = outcome.result else { throw outcome.error! }
-        let resultRef = refs
+        let resultRef = try await runTopLevel(path: path, source: source, extras: extras, prelude: nil)
         defer { clua_unref(L, resultRef) }
 
         clua_getref(L, resultRef)
@@ -97,6 +88,55 @@ public actor LuaWorker {
         nextHandlerID += 1
         handlers[nextHandlerID] = handleRef
         return LuaHandler(id: nextHandlerID, path: path, options: options)
+    }
+
+    /// Loads a file that is not a handler, such as a handler test: its top level runs like a
+    /// handler's, in a fresh sandbox environment, and may return any value. `driver` (trusted Lua,
+    /// compiled outside the sandbox) receives that value and returns the function kept as the
+    /// returned handler, to be invoked like any other. `prelude` (trusted Lua) receives the file's
+    /// environment before the top level runs, to add globals that only this file sees.
+    public func loadModule(path: String, source: [UInt8], extras: [String: LuaValue] = [:], prelude: String? = nil, driver: String) async throws(LuaError)
+        -> LuaHandler
+    {
+        let L = state.L
+        let top = lua_gettop(L)
+        defer { lua_settop(L, top) }
+        let resultRef = try await runTopLevel(path: path, source: source, extras: extras, prelude: prelude)
+        defer { clua_unref(L, resultRef) }
+        let status = state.load(driver, chunkName: "=moonhook.driver")
+        guard status == LUA_OK else { throw state.popError(status, on: L) }
+        clua_getref(L, resultRef)
+        let callStatus = state.withEnforcedLimits { clua_pcall(L, 1, 1, 0) }
+        guard callStatus == LUA_OK else { throw state.popError(callStatus, on: L) }
+        guard lua_type(L, -1) == LUA_TFUNCTION else { throw LuaError(.invalidHandler, "\(path): the driver returned no function") }
+        nextHandlerID += 1
+        handlers[nextHandlerID] = clua_ref(L)
+        return LuaHandler(id: nextHandlerID, path: path, options: LuaHandlerOptions())
+    }
+
+    /// Compiles `source` in a fresh sandbox environment (given to `prelude` first, when there is
+    /// one), runs its top level under the invocation limits and returns a registry reference to
+    /// the first value it returned. Stack effect: 0.
+    private func runTopLevel(path: String, source: [UInt8], extras: [String: LuaValue], prelude: String?) async throws(LuaError) -> Int32 {
+        let L = state.L
+        let top = lua_gettop(L)
+        defer { lua_settop(L, top) }
+        let status = source.withUnsafeBytes { state.load(bytes: $0, chunkName: "@" + path) }
+        guard status == LUA_OK else { throw state.popError(status, on: L) }
+        try state.pushNewEnvironment(extras: extras)
+        if let prelude {
+            let preludeStatus = state.load(prelude, chunkName: "=moonhook.prelude")
+            guard preludeStatus == LUA_OK else { throw state.popError(preludeStatus, on: L) }
+            lua_pushvalue(L, -2)
+            let callStatus = state.withEnforcedLimits { clua_pcall(L, 1, 0, 0) }
+            guard callStatus == LUA_OK else { throw state.popError(callStatus, on: L) }
+        }
+        guard lua_setupvalue(L, -2, 1) != nil else { throw LuaError(.invalidHandler, "\(path): chunk has no _ENV") }
+        let functionRef = clua_ref(L)
+        defer { clua_unref(L, functionRef) }
+        let outcome = await run(functionRef: functionRef, arguments: [], info: LuaInvocationInfo(handlerPath: path, isLoading: true), timeout: nil, keepResultRef: true)
+        guard case .success(let ref) = outcome.result else { throw outcome.error! }
+        return ref
     }
 
     /// Reads `on`, `timeout`, `retries`, `retry_delay` and `concurrency` from the table on top of

@@ -33,14 +33,25 @@ public struct HostServices: Sendable {
 public enum HandlerRuntime {
     /// The host libraries every handler gets, one per API area.
     public static func libraries(_ services: HostServices) -> [LuaLibrary] {
+        libraries(
+            logger: services.logger, limits: services.limits, store: services.store, metrics: services.metrics, live: services.live,
+            time: TimeAPI.library(), http: HTTPAPI.library(client: services.httpClient, policy: services.outbound, metrics: services.metrics))
+    }
+
+    /// The same libraries with `time` and `http` given (`moonhook test` freezes the one and
+    /// answers the other itself), and `extra` ones after them.
+    static func libraries(
+        logger: Logger, limits: LuaLimits, store: any KeyValueStore, metrics: ServerMetrics? = nil, live: LiveFeed? = nil, time: LuaLibrary,
+        http: LuaLibrary, extra: [LuaLibrary] = []
+    ) -> [LuaLibrary] {
         LoadTimeAccess.apply(to: [
             LogAPI.library(
-                logger: services.logger, linesPerSecond: services.limits.logLinesPerSecond, lineBytes: services.limits.logLineBytes,
-                bytesPerInvocation: services.limits.logBytesPerInvocation, live: services.live),
-            TimeAPI.library(),
-            KVAPI.library(store: services.store, metrics: services.metrics),
-            HTTPAPI.library(client: services.httpClient, policy: services.outbound, metrics: services.metrics),
-        ] + CryptoAPI.libraries())
+                logger: logger, linesPerSecond: limits.logLinesPerSecond, lineBytes: limits.logLineBytes, bytesPerInvocation: limits.logBytesPerInvocation,
+                live: live),
+            time,
+            KVAPI.library(store: store, metrics: metrics),
+            http,
+        ] + CryptoAPI.libraries() + extra)
     }
 
     /// A worker with moonhook's host APIs.

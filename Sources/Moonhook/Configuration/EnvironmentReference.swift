@@ -29,4 +29,16 @@ public enum EnvironmentReference {
         }
         return result + rest
     }
+
+    /// The names `text` refers to as `${NAME}`, in order, each once.
+    public static func names(in text: String) -> [String] {
+        var names: [String] = []
+        var rest = Substring(text)
+        while let start = rest.range(of: "${"), let end = rest[start.upperBound...].firstIndex(of: "}") {
+            let name = String(rest[start.upperBound..<end])
+            if !names.contains(name) { names.append(name) }
+            rest = rest[rest.index(after: end)...]
+        }
+        return names
+    }
 }

@@ -143,6 +143,16 @@ public struct SourceConfiguration: Sendable {
     }
 
     /// The file at `path` with its `${VARIABLES}` left as they are; nil when there is none.
+    /// Every environment variable a `source.yaml` reads: its `${NAME}` references and its
+    /// `handler_secrets`. `moonhook test` gives each a value of its own, so that a handler test
+    /// needs none of the real secrets.
+    public static func variables(path: String) -> [String] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        let references = EnvironmentReference.names(in: String(decoding: data, as: UTF8.self))
+        let secrets = ((try? unexpanded(path: path, environment: [:])) ?? nil)?.handler_secrets ?? []
+        return references + secrets.filter { !references.contains($0) }
+    }
+
     private static func unexpanded(path: String, environment: [String: String]) throws(ConfigurationError) -> File? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
         return try YAMLFile.decode(File.self, from: String(decoding: data, as: UTF8.self), path: path, environment: environment, expand: false)

@@ -24,7 +24,7 @@ enum HandlerResponse {
             var headers: [String: String] = [:]
             if case .table(_, let pairs)? = fields["headers"] {
                 for (name, value) in pairs {
-                    guard let text = value.text ?? scalarText(value) else {
+                    guard let text = value.text ?? value.scalarText else {
                         throw HTTPFailure(.internalServerError, "handler answer: header '\(name)' must be a string")
                     }
                     headers[name.lowercased()] = text
@@ -50,15 +50,6 @@ enum HandlerResponse {
             if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }
         }
         return Response(status: status, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
-    }
-
-    private static func scalarText(_ value: LuaValue) -> String? {
-        switch value {
-        case .integer(let number): String(number)
-        case .number(let number): String(number)
-        case .boolean(let flag): String(flag)
-        default: nil
-        }
     }
 
     /// `value` as JSON; a table with only array entries is an array, any other an object.

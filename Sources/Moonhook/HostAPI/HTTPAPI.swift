@@ -45,6 +45,16 @@ public enum HTTPAPI {
     """#
 
     public static func library(client: HTTPClient, policy: OutboundPolicy, metrics: ServerMetrics? = nil) -> LuaLibrary {
+        library(policy: policy, metrics: metrics) { request, deadline in
+            try await request.perform(client: client, policy: policy, invocationDeadline: deadline)
+        }
+    }
+
+    /// Sends a checked request before the invocation's deadline and gives the response table.
+    typealias Transport = @Sendable (OutboundRequest, ContinuousClock.Instant) async throws -> LuaValue
+
+    /// The library on any transport: the network, or `moonhook test`'s canned responses.
+    static func library(policy: OutboundPolicy, metrics: ServerMetrics?, transport: @escaping Transport) -> LuaLibrary {
         var http = LuaLibrary(name: "http")
         http.setup = setup
         http.function("_request") { call in
@@ -59,7 +69,7 @@ public enum HTTPAPI {
                 let clock = ContinuousClock()
                 let start = clock.now
                 do {
-                    let response = try await request.perform(client: client, policy: policy, invocationDeadline: deadline)
+                    let response = try await transport(request, deadline)
                     if case .table(_, let fields) = response, case .integer(let status)? = fields["status"] {
                         metrics?.outbound(status: Int(status), duration: clock.now - start)
                     }

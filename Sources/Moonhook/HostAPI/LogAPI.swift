@@ -18,7 +18,7 @@ public enum LogAPI {
         let limiter = LogRateLimiter(linesPerSecond: linesPerSecond)
         let cap = LogLineCap(limit: lineBytes)
         var log = LuaLibrary(name: "log")
-        for (name, level) in [("debug", Logger.Level.debug), ("info", .info), ("warn", .warning), ("error", .error)] {
+        for (name, level) in levels {
             log.function(name) { call in
                 let context = call.handlerContext
                 let text = try call.string(1)
@@ -68,6 +68,14 @@ public enum LogAPI {
     }
 
     /// A number or boolean as text; nil for other values.
+    /// The levels handlers log at, by their function's name.
+    static let levels: [(name: String, level: Logger.Level)] = [("debug", .debug), ("info", .info), ("warn", .warning), ("error", .error)]
+
+    /// The name handlers use for `level` (`warn` for `.warning`).
+    static func levelName(_ level: Logger.Level) -> String {
+        levels.first { $0.level == level }?.name ?? level.rawValue
+    }
+
     static func renderScalar(_ value: LuaValue) -> String? {
         switch value {
         case .integer, .number, .boolean: render(value)

@@ -7,13 +7,13 @@ public enum TimeAPI {
     /// Longest single sleep; the invocation's deadline cuts it shorter anyway.
     static let maxSleepMilliseconds: Int64 = 60_000
 
-    public static func library() -> LuaLibrary {
+    public static func library(clock: HandlerClock = .system) -> LuaLibrary {
         var time = LuaLibrary(name: "time")
         time.function("now") { call in
-            try call.returning(.number(Date().timeIntervalSince1970))
+            try call.returning(.number(clock.now().timeIntervalSince1970))
         }
         time.function("iso") { call in
-            var date = Date()
+            var date = clock.now()
             if !call.isNil(1) {
                 let seconds = try call.number(1)
                 // Years 1 to 9999: what RFC 3339 can write; NaN and infinities fail the check too.
@@ -30,8 +30,7 @@ public enum TimeAPI {
                 throw LuaHostError("time.sleep: milliseconds must be between 0 and \(maxSleepMilliseconds)")
             }
             return .suspend { deadline in
-                let wake = ContinuousClock.now.advanced(by: .milliseconds(milliseconds))
-                try await Task.sleep(until: min(wake, deadline), clock: .continuous)
+                try await clock.sleep(.milliseconds(milliseconds), deadline)
                 return []
             }
         }

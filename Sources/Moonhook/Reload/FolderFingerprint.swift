@@ -8,7 +8,7 @@ struct FolderFingerprint: Equatable {
 
     init(folder: URL) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else { return }
-        for name in names where name.hasSuffix(".lua") || name == "source.yaml" {
+        for name in names where (name.hasSuffix(".lua") && !name.hasSuffix(HandlerTestRunner.suffix)) || name == "source.yaml" {
             var info = stat()
             guard stat(folder.appending(path: name).path, &info) == 0 else { continue }
             entries[name] = [Int(info.st_size), Int(info.st_mtim.tv_sec), Int(info.st_mtim.tv_nsec), Int(info.st_ino)]

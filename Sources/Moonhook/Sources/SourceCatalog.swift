@@ -56,7 +56,7 @@ public struct SourceCatalog: Sendable {
         } catch {
             return .failure(ProblemList([ConfigurationError(path: "\(name)/source.yaml", error.message)]))
         }
-        let files = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".lua") }.sorted()
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".lua") && !$0.hasSuffix(HandlerTestRunner.suffix) }.sorted()
         var handlers: [LoadedHandler] = []
         for file in files {
             let path = "\(name)/\(file)"

@@ -11,10 +11,15 @@ public final class WorkerPool: Sendable {
     /// Handler versions nothing refers to any more, waiting to be unloaded.
     private let retired = Mutex<[[LuaHandler]]>([])
 
-    public init(count: Int, services: HostServices) throws(LuaError) {
+    public convenience init(count: Int, services: HostServices) throws(LuaError) {
+        try self.init(count: count, limits: services.limits) { HandlerRuntime.libraries(services) }
+    }
+
+    /// Workers with `libraries` (built anew for each worker) instead of the server's.
+    init(count: Int, limits: LuaLimits, libraries: () -> [LuaLibrary]) throws(LuaError) {
         var workers: [LuaWorker] = []
         for index in 0..<max(1, count) {
-            workers.append(try HandlerRuntime.makeWorker(services, name: "lua-worker-\(index)"))
+            workers.append(try LuaWorker(libraries: libraries(), limits: limits, name: "lua-worker-\(index)"))
         }
         self.workers = workers
     }

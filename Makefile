@@ -88,6 +88,8 @@ SYSTEM_SUITES := CrashTests CrashLoopTests SlowSenderTests DatabaseOutageTests I
 # (and SQLite), and stops the cluster whatever the outcome.
 test: test-deps
 	$(SWIFT) build --build-tests
+	@echo "== the example handlers' own tests (moonhook test handlers/)"
+	@$$($(SWIFT) build --show-bin-path)/moonhook test handlers/
 	@pgdir=$$(mktemp -d /tmp/moonhook-postgres.XXXXXX); \
 	  trap 'scripts/test-postgres.sh stop '"$$pgdir" EXIT; \
 	  url=$$(scripts/test-postgres.sh start $$pgdir) || exit 1; \

@@ -37,7 +37,7 @@ struct TestCommand: AsyncParsableCommand {
         var seen = Self.fingerprint(paths)
         while true {
             _ = try? await runOnce(runner, paths: paths)
-            print("watching \(paths.joined(separator: ", ")) for changes")
+            Self.write("watching \(paths.joined(separator: ", ")) for changes\n")
             while Self.fingerprint(paths) == seen { try await Task.sleep(for: .milliseconds(300)) }
             // Let an editor finish writing (save via a temporary file and a rename) before running.
             try await Task.sleep(for: .milliseconds(100))
@@ -58,11 +58,11 @@ struct TestCommand: AsyncParsableCommand {
         var results: [HandlerTestResult] = []
         for file in files {
             let cases = await runner.run(file: file)
-            if !json { print(HandlerTestReport(results: cases, duration: .zero).caseLines, terminator: "") }
+            if !json { Self.write(HandlerTestReport(results: cases, duration: .zero).caseLines) }
             results += cases
         }
         let report = HandlerTestReport(results: results, duration: .now - started)
-        print(json ? report.json : report.summary, terminator: "")
+        Self.write(json ? report.json : report.summary)
         if let junit {
             do {
                 try Data(report.junit.utf8).write(to: URL(fileURLWithPath: junit))
@@ -73,6 +73,11 @@ struct TestCommand: AsyncParsableCommand {
         }
         if files.isEmpty { FileHandle.standardError.write(Data("no test files (*_test.lua) under \(paths.joined(separator: ", "))\n".utf8)) }
         return report.failed == 0
+    }
+
+    /// Writes to standard output at once (not buffered: `--watch` output goes to a pipe too).
+    private static func write(_ text: String) {
+        FileHandle.standardOutput.write(Data(text.utf8))
     }
 
     /// Size and modification time of every file under `paths`: what `--watch` compares.

@@ -220,7 +220,7 @@ struct ObservabilityTests {
             #expect((all["refusals"] as? [[String: Any]])?.contains { $0["source"] as? String == "_unknown" && $0["reason"] as? String == "source" } == true)
 
             let port = try #require(client.port)
-            let result = try await Self.detached {
+            let result = try await MoonhookProcess.detached {
                 try MoonhookProcess.run(
                     ["refusals", "--source", "t", "--url", "http://127.0.0.1:\(port)"], environment: ["MOONHOOK_ADMIN_TOKEN": "admin-token"])
             }
@@ -228,7 +228,7 @@ struct ObservabilityTests {
             #expect(result.out.contains(" t 401 signature: "), "\(result.out)")
             #expect(result.out.contains("from 127.0.0.1"), "\(result.out)")
             #expect(!result.out.contains(Self.token))
-            let refused = try await Self.detached {
+            let refused = try await MoonhookProcess.detached {
                 try MoonhookProcess.run(["refusals", "--url", "http://127.0.0.1:\(port)"], environment: ["MOONHOOK_ADMIN_TOKEN": "wrong"])
             }
             #expect(refused.status != 0)
@@ -246,19 +246,12 @@ struct ObservabilityTests {
         try handlers.write("s/moonhook.dead.lua", "return function(e) end\n")
         try handlers.write("ok/source.yaml", "scheme: none\n")
         try handlers.write("ok/_dead.lua", "return function(e) end\n")
-        let result = try await Self.detached { try MoonhookProcess.run(["check", "--handlers", handlers.folder.path]) }
+        let result = try await MoonhookProcess.detached { try MoonhookProcess.run(["check", "--handlers", handlers.folder.path]) }
         let output = result.out + result.err
         #expect(result.status == 1, "\(output)")
         #expect(output.contains("s/_dead.lua: _dead.lua runs for dead-letter alerts (moonhook.dead) only: it takes no 'on' patterns"), "\(output)")
         #expect(output.contains("s/moonhook.dead.lua: moonhook.dead is reserved for dead-letter alerts: name the handler _dead.lua"), "\(output)")
         #expect(output.contains("ok: ok (none, 1 handlers)"), "\(output)")
-    }
-
-    /// Runs blocking work off the cooperative pool, which the server under test needs.
-    static func detached<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
-        }
     }
 
     /// A dead pair runs its source's `_dead.lua` once, with what died; the alert goes to

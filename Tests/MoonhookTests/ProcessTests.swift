@@ -38,6 +38,14 @@ struct MoonhookProcess {
         running.process.waitUntilExit()
         return (running.process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
     }
+
+    /// Runs blocking work (waiting for a process) off the cooperative pool, which a server under
+    /// test needs.
+    static func detached<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
+        }
+    }
 }
 
 /// Reads a process's JSON lines as they come: a serving process's log (stderr is not a terminal,

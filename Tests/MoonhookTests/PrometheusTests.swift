@@ -22,7 +22,7 @@ struct PrometheusTests {
     }
 
     @Test func theAlertRulesPassPromtool() async throws {
-        let result = try await ObservabilityTests.detached { [promtool = try Self.program("promtool")] in
+        let result = try await MoonhookProcess.detached { [promtool = try Self.program("promtool")] in
             let process = Process()
             process.executableURL = URL(fileURLWithPath: promtool)
             process.arguments = ["check", "rules", Self.rules.path]

@@ -25,6 +25,11 @@ struct TestHandlers {
         }
     }
 
+    /// A folder that exists already.
+    init(folder: URL) {
+        self.folder = folder
+    }
+
     func write(_ path: String, _ text: String) throws {
         let url = folder.appending(path: path)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)

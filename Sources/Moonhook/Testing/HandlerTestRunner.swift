@@ -63,7 +63,7 @@ public struct HandlerTestRunner: Sendable {
                 cases = array
                 defaults = fields
             case .failure(let error):
-                return failed(error.message)
+                return failed(error.message.hasPrefix(suite.path + ":") ? error.message : "\(suite.path): \(error.message)")
             }
         } catch {
             return failed("\(error)")

@@ -1,20 +1,20 @@
 import CLua
 
 /// `json.encode`, `json.decode`, `json.null` and `json.array` for handlers, on the host's codec.
-enum LuaJSONLibrary {
-    static func library(depth: Int) -> LuaLibrary {
+public enum LuaJSONLibrary {
+    public static func library(depth: Int = LuaLimits().jsonDepth) -> LuaLibrary {
         var json = LuaLibrary(name: "json")
-        json.value("null", .null)
-        json.function("encode") { call in
+        json.value("null", .null, "lightuserdata", "JSON null: what json.decode gives for null, and how to write one")
+        json.function("encode", "fun(value: any): string", "JSON text of a value; a table is an array if marked or keyed 1..n, else an object with sorted keys") { call in
             let bytes = try call.json(1)
             return try call.returning(.string(bytes))
         }
-        json.function("decode") { call in
+        json.function("decode", "fun(text: string): any", "The value of JSON text; integers stay integers, null is json.null") { call in
             let text = try call.bytes(1)
             try call.pushJSON(text)
             return .values(1)
         }
-        json.function("array") { call in
+        json.function("array", "fun(t: table): table", "Marks t as an array (so {} encodes as []) and returns it") { call in
             try call.markArray(1)
             return .values(1)
         }

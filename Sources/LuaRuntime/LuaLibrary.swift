@@ -15,13 +15,28 @@ public struct LuaLibrary: Sendable {
     /// (wrappers around host functions). It runs outside the sandbox.
     public var setup: String?
 
+    /// Every member handlers see, with its type as lua-language-server writes it
+    /// (`fun(key: string): any`) and what it does: what `moonhook types` writes and `moonhook check`
+    /// knows. Declared where the member is registered, so that the two cannot drift apart.
+    public private(set) var declarations: [LuaDeclaration] = []
+
     public init(name: String) {
         self.name = name
     }
 
-    /// Adds `name` as a host function.
-    public mutating func function(_ name: String, availability: LuaHostFunction.Availability = .anywhere, _ body: @escaping LuaHostFunction.Body) {
+    /// Adds `name` as a host function, declared with `type` and `summary` unless it is hidden
+    /// (the host half of a function a Lua wrapper exposes, which `setup` removes).
+    public mutating func function(
+        _ name: String, _ type: String? = nil, _ summary: String = "", availability: LuaHostFunction.Availability = .anywhere,
+        _ body: @escaping LuaHostFunction.Body
+    ) {
         functions.append((name, availability, body))
+        if let type { declare(name, type, summary) }
+    }
+
+    /// Declares a member that is not a host function: one `setup` writes in Lua, or a value.
+    public mutating func declare(_ name: String, _ type: String, _ summary: String) {
+        declarations.append(LuaDeclaration(name: name, type: type, summary: summary))
     }
 
     /// Sets where each function may run, by its full name (`kv.get`, see `fullName(of:)`).
@@ -39,8 +54,24 @@ public struct LuaLibrary: Sendable {
     }
 
     /// Adds a constant field.
-    public mutating func value(_ name: String, _ value: LuaValue) {
+    public mutating func value(_ name: String, _ value: LuaValue, _ type: String, _ summary: String) {
         values.append((name, value))
+        declare(name, type, summary)
+    }
+}
+
+/// A member of a library as an editor sees it.
+public struct LuaDeclaration: Sendable, Equatable {
+    public var name: String
+    /// Its type in lua-language-server's notation, such as `fun(key: string): any`.
+    public var type: String
+    /// One line on what it does.
+    public var summary: String
+
+    public init(name: String, type: String, summary: String) {
+        self.name = name
+        self.type = type
+        self.summary = summary
     }
 }
 

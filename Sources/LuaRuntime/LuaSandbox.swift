@@ -6,8 +6,15 @@
 /// fresh copies of every library table, so that a handler can change its own copies but nobody
 /// else's. The only shared table left, the string metatable's `__index`, is unreachable because the
 /// metatable is protected.
-enum LuaSandbox {
+public enum LuaSandbox {
     static let chunkName = "=moonhook.sandbox"
+
+    /// The `os` the sandbox keeps (`os_subset` below), as editors should see it.
+    public static let osDeclarations = [
+        LuaDeclaration(name: "time", type: "fun(date?: osdateparam): integer", summary: "Unix time in whole seconds, now or of a date table"),
+        LuaDeclaration(name: "clock", type: "fun(): number", summary: "CPU seconds used by the process"),
+        LuaDeclaration(name: "date", type: "fun(format?: string, time?: integer): string|osdate", summary: "A time formatted as strftime does (\"!\" first: UTC), or as a table with \"*t\""),
+    ]
 
     static let source = #"""
     local internals = ...

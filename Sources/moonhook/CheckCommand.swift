@@ -8,7 +8,11 @@ struct CheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Validate moonhook.yaml, every source.yaml, and compile every handler.",
-        discussion: "Prints one line per problem as path:line: message and exits 1 if there is any."
+        discussion: """
+            Also reports unknown globals and API members (kv.incrby) in handlers and their tests, with the closest known \
+            name, and a moonhook.d.lua that is stale. Prints one line per problem as path:line: message and exits 1 if there \
+            is any.
+            """
     )
 
     @OptionGroup var options: ServerOptions
@@ -27,16 +31,17 @@ struct CheckCommand: AsyncParsableCommand {
         let services = HostServices(logger: logger, limits: configuration.limits, store: MemoryKeyValueStore(), httpClient: client, outbound: configuration.outbound)
         let pool = try WorkerPool(count: 1, services: services)
         let catalog = await SourceCatalog.load(folder: configuration.handlersFolder, pool: pool, environment: environment)
+        let findings = try await HandlerFolderCheck.findings(handlersFolder: configuration.handlersFolder, worker: pool.workers[0])
         pool.shutdown()
         try await client.shutdown()
-        for problem in catalog.problems {
+        for problem in catalog.problems.map(\.description) + findings {
             print(problem)
-            for line in SourceExcerpt.lines(for: "\(problem)", handlersFolder: URL(fileURLWithPath: configuration.handlersFolder)) { print(line) }
+            for line in SourceExcerpt.lines(for: problem, handlersFolder: URL(fileURLWithPath: configuration.handlersFolder)) { print(line) }
         }
         for name in catalog.sources.keys.sorted() {
             let source = catalog.sources[name]!
             print("ok: \(name) (\(source.configuration.verifier.scheme.rawValue), \(source.handlers.count) handlers)")
         }
-        if !catalog.problems.isEmpty { throw ExitCode(1) }
+        if !catalog.problems.isEmpty || !findings.isEmpty { throw ExitCode(1) }
     }
 }

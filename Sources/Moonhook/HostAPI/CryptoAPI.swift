@@ -11,17 +11,17 @@ public enum CryptoAPI {
 
     public static func libraries() -> [LuaLibrary] {
         var crypto = LuaLibrary(name: "crypto")
-        crypto.function("hmac") { call in
+        crypto.function("hmac", #"fun(algorithm: "sha1"|"sha256"|"sha512", key: string, data: string): string"#, "The HMAC of data under key, raw bytes") { call in
             let algorithm = try digestAlgorithm(call, 1)
             return try call.returning(.string(Digest.hmac(algorithm, key: try call.bytes(2), data: try call.bytes(3))))
         }
-        crypto.function("sha256") { call in try call.returning(.string(Digest.hash(.sha256, try call.bytes(1)))) }
-        crypto.function("sha1") { call in try call.returning(.string(Digest.hash(.sha1, try call.bytes(1)))) }
-        crypto.function("sha512") { call in try call.returning(.string(Digest.hash(.sha512, try call.bytes(1)))) }
-        crypto.function("equals") { call in
+        crypto.function("sha256", "fun(data: string): string", "SHA-256 of data, raw bytes") { call in try call.returning(.string(Digest.hash(.sha256, try call.bytes(1)))) }
+        crypto.function("sha1", "fun(data: string): string", "SHA-1 of data, raw bytes") { call in try call.returning(.string(Digest.hash(.sha1, try call.bytes(1)))) }
+        crypto.function("sha512", "fun(data: string): string", "SHA-512 of data, raw bytes") { call in try call.returning(.string(Digest.hash(.sha512, try call.bytes(1)))) }
+        crypto.function("equals", "fun(a: string, b: string): boolean", "Whether a equals b, compared in constant time") { call in
             try call.returning(.boolean(Digest.constantTimeEquals(try call.bytes(1), try call.bytes(2))))
         }
-        crypto.function("random_bytes") { call in
+        crypto.function("random_bytes", "fun(count: integer): string", "count random bytes (at most 4096)") { call in
             let count = try call.integer(1)
             guard (0...Int64(maxRandomBytes)).contains(count) else {
                 throw LuaHostError("crypto.random_bytes: count must be between 0 and \(maxRandomBytes)")
@@ -30,16 +30,16 @@ public enum CryptoAPI {
         }
 
         var hex = LuaLibrary(name: "hex")
-        hex.function("encode") { call in try call.returning(.string(Digest.hex(try call.bytes(1)))) }
-        hex.function("decode") { call in
+        hex.function("encode", "fun(bytes: string): string", "Lower-case hex of bytes") { call in try call.returning(.string(Digest.hex(try call.bytes(1)))) }
+        hex.function("decode", "fun(text: string): string", "The bytes of hex text") { call in
             let text = try call.string(1)
             guard let bytes = decodeHex(text) else { throw LuaHostError("hex.decode: not a hex string") }
             return try call.returning(.string(bytes))
         }
 
         var base64 = LuaLibrary(name: "base64")
-        base64.function("encode") { call in try call.returning(.string(Data(try call.bytes(1)).base64EncodedString())) }
-        base64.function("decode") { call in
+        base64.function("encode", "fun(bytes: string): string", "Base64 of bytes") { call in try call.returning(.string(Data(try call.bytes(1)).base64EncodedString())) }
+        base64.function("decode", "fun(text: string): string", "The bytes of base64 (or URL-safe base64) text") { call in
             let text = try call.string(1)
             guard let data = Data(base64Encoded: text) ?? Data(base64Encoded: urlSafeToStandard(text)) else {
                 throw LuaHostError("base64.decode: not base64")
@@ -48,7 +48,7 @@ public enum CryptoAPI {
         }
 
         var globals = LuaLibrary(name: "_G")
-        globals.function("uuid") { call in try call.returning(.string(UUID().uuidString.lowercased())) }
+        globals.function("uuid", "fun(): string", "A random UUID (version 4), lower-case") { call in try call.returning(.string(UUID().uuidString.lowercased())) }
         return [crypto, hex, base64, globals]
     }
 

@@ -57,6 +57,9 @@ public enum HTTPAPI {
     static func library(policy: OutboundPolicy, metrics: ServerMetrics?, transport: @escaping Transport) -> LuaLibrary {
         var http = LuaLibrary(name: "http")
         http.setup = setup
+        http.declare("request", "fun(options: {method?: string, url: string, headers?: table<string, string>, body?: string, json?: any, timeout?: number}): {status: integer, headers: table<string, string>, body: string, json: fun(self): any}", "Sends a request and gives the response (any status); json = value sends it as JSON")
+        http.declare("get", "fun(url: string, options?: {headers?: table<string, string>, body?: string, json?: any, timeout?: number}): {status: integer, headers: table<string, string>, body: string, json: fun(self): any}", "http.request with method GET")
+        http.declare("post", "fun(url: string, options?: {headers?: table<string, string>, body?: string, json?: any, timeout?: number}): {status: integer, headers: table<string, string>, body: string, json: fun(self): any}", "http.request with method POST")
         http.function("_request") { call in
             guard case .table(_, let options) = try call.value(1) else { throw LuaHostError("http.request: expected a table of options") }
             let request = try OutboundRequest(options, policy: policy)

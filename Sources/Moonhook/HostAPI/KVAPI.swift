@@ -28,14 +28,14 @@ public enum KVAPI {
             }
         }
         var kv = LuaLibrary(name: "kv")
-        kv.function("get") { call in
+        kv.function("get", "fun(key: string): any", "The value of key, or nil when absent or expired") { call in
             let (namespace, key) = try target(&call)
             return .suspend { _ in
                 guard let value = try await run(call: "kv.get", { try await store.get(namespace, key) }) else { return [.nil] }
                 return [.json(value)]
             }
         }
-        kv.function("set") { call in
+        kv.function("set", "fun(key: string, value: any, options?: {ttl?: number})", "Sets key to value (a string, number, boolean or table), expiring after ttl seconds") { call in
             let (namespace, key) = try target(&call)
             let value = try encode(&call, 2)
             let ttl = try options(&call, 3)
@@ -44,23 +44,23 @@ public enum KVAPI {
                 return []
             }
         }
-        kv.function("delete") { call in
+        kv.function("delete", "fun(key: string): boolean", "Removes key; whether a live key was removed") { call in
             let (namespace, key) = try target(&call)
             return .suspend { _ in [.boolean(try await run(call: "kv.delete") { try await store.delete(namespace, key) })] }
         }
-        kv.function("incr") { call in
+        kv.function("incr", "fun(key: string, by?: integer, options?: {ttl?: number}): integer", "Adds by (default 1) to the integer at key (absent: 0), atomically; the new value") { call in
             let (namespace, key) = try target(&call)
             let by = call.isNil(2) ? 1 : try call.integer(2)
             let ttl = try options(&call, 3)
             return .suspend { _ in [.integer(try await run(call: "kv.incr") { try await store.increment(namespace, key, by: by, ttl: ttl) })] }
         }
-        kv.function("add") { call in
+        kv.function("add", "fun(key: string, value: any, options?: {ttl?: number}): boolean", "Sets key only if it is absent; whether it did") { call in
             let (namespace, key) = try target(&call)
             let value = try encode(&call, 2)
             let ttl = try options(&call, 3)
             return .suspend { _ in [.boolean(try await run(call: "kv.add") { try await store.add(namespace, key, value, ttl: ttl) })] }
         }
-        kv.function("cas") { call in
+        kv.function("cas", "fun(key: string, old: any, new: any, options?: {ttl?: number}): boolean", "Sets key to new only if its value is old (nil: absent); whether it did") { call in
             let (namespace, key) = try target(&call)
             let expected = call.isNil(2) ? nil : try encode(&call, 2)
             let new = try encode(&call, 3)
@@ -69,7 +69,7 @@ public enum KVAPI {
                 [.boolean(try await run(call: "kv.cas") { try await store.compareAndSwap(namespace, key, expected: expected, new: new, ttl: ttl) })]
             }
         }
-        kv.function("list") { call in
+        kv.function("list", "fun(prefix: string, options?: {limit?: integer, cursor?: string}): {items: {key: string, value: any}[], cursor: string?}", "Keys starting with prefix, in order, a page at a time; pass cursor back for the next page") { call in
             let (namespace, prefix) = try target(&call, allowEmpty: true)
             var limit = 100
             var cursor: String?

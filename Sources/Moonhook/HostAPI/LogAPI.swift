@@ -19,7 +19,7 @@ public enum LogAPI {
         let cap = LogLineCap(limit: lineBytes)
         var log = LuaLibrary(name: "log")
         for (name, level) in levels {
-            log.function(name) { call in
+            log.function(name, "fun(message: any, fields?: table<string, any>)", "Writes one \(name) line, with fields, tagged with the handler and the delivery") { call in
                 let context = call.handlerContext
                 let text = try call.string(1)
                 var message = context?.redact(text) ?? text

@@ -9,10 +9,10 @@ public enum TimeAPI {
 
     public static func library(clock: HandlerClock = .system) -> LuaLibrary {
         var time = LuaLibrary(name: "time")
-        time.function("now") { call in
+        time.function("now", "fun(): number", "Unix time in seconds, with fractions") { call in
             try call.returning(.number(clock.now().timeIntervalSince1970))
         }
-        time.function("iso") { call in
+        time.function("iso", "fun(seconds?: number): string", "RFC 3339 UTC time (2026-11-23T18:47:48.123Z) of now, or of Unix seconds") { call in
             var date = clock.now()
             if !call.isNil(1) {
                 let seconds = try call.number(1)
@@ -24,7 +24,7 @@ public enum TimeAPI {
             }
             return try call.returning(.string(iso8601(date)))
         }
-        time.function("sleep") { call in
+        time.function("sleep", "fun(milliseconds: integer)", "Waits, at most 60000 ms, without blocking a thread") { call in
             let milliseconds = try call.integer(1)
             guard (0...maxSleepMilliseconds).contains(milliseconds) else {
                 throw LuaHostError("time.sleep: milliseconds must be between 0 and \(maxSleepMilliseconds)")

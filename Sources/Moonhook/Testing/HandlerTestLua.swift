@@ -1,6 +1,13 @@
+import LuaRuntime
+
 /// The Lua half of `moonhook test`, trusted code that `LuaWorker.loadModule` runs outside the
 /// sandbox around a test file.
 enum HandlerTestLua {
+    /// `expect.match`, as editors should see it (`expect(...)` itself is its `__call`).
+    static let declarations = [
+        LuaDeclaration(name: "match", type: "fun(text: string, pattern: string, message?: string)", summary: "Fails the case unless text matches the Lua pattern")
+    ]
+
     /// Gives the test file's environment `expect`: `expect(actual, expected [, message])` fails the
     /// case unless the two are equal (tables by content), `expect.match(text, pattern [, message])`
     /// unless `text` matches the Lua pattern. Either failure points at the line that called it.

@@ -146,11 +146,10 @@ public struct SourceConfiguration: Sendable {
     /// Every environment variable a `source.yaml` reads: its `${NAME}` references and its
     /// `handler_secrets`. `moonhook test` gives each a value of its own, so that a handler test
     /// needs none of the real secrets.
-    public static func variables(path: String) -> [String] {
-        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+    public static func variables(path: String) -> (references: [String], handlerSecrets: [String]) {
+        guard let data = FileManager.default.contents(atPath: path) else { return ([], []) }
         let references = EnvironmentReference.names(in: String(decoding: data, as: UTF8.self))
-        let secrets = ((try? unexpanded(path: path, environment: [:])) ?? nil)?.handler_secrets ?? []
-        return references + secrets.filter { !references.contains($0) }
+        return (references, ((try? unexpanded(path: path, environment: [:])) ?? nil)?.handler_secrets ?? [])
     }
 
     private static func unexpanded(path: String, environment: [String: String]) throws(ConfigurationError) -> File? {

@@ -99,7 +99,11 @@ public struct HandlerTestRunner: Sendable {
         defer { world.pool.shutdown() }
         for (key, value) in testCase.seed { try await world.store.set(suite.source, key, value, ttl: nil) }
         var environment: [String: String] = [:]
-        for name in SourceConfiguration.variables(path: suite.folder.appending(path: "source.yaml").path) { environment[name] = "test-\(name)" }
+        // Values of their own for what the case does not give; a `${NAME}` is a signing secret,
+        // which Standard Webhooks wants in base64 after `whsec_` (any scheme takes that text).
+        let variables = SourceConfiguration.variables(path: suite.folder.appending(path: "source.yaml").path)
+        for name in variables.handlerSecrets { environment[name] = "test-\(name)" }
+        for name in variables.references { environment[name] = "whsec_" + Data("test-\(name)".utf8).base64EncodedString() }
         environment.merge(testCase.secrets) { $1 }
         let source: Source
         switch await SourceCatalog.loadSource(name: suite.source, root: suite.root, pool: world.pool, environment: environment) {

@@ -21,9 +21,10 @@ struct MoonhookProcess {
     let stdout = Pipe()
     let stderr = Pipe()
 
-    init(_ arguments: [String], environment: [String: String] = [:]) throws {
+    init(_ arguments: [String], environment: [String: String] = [:], directory: URL? = nil) throws {
         process.executableURL = Self.binary
         process.arguments = arguments
+        if let directory { process.currentDirectoryURL = directory }
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardOutput = stdout
         process.standardError = stderr
@@ -31,8 +32,8 @@ struct MoonhookProcess {
     }
 
     /// Runs to the end and returns exit status, standard output and standard error.
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
-        let running = try MoonhookProcess(arguments, environment: environment)
+    static func run(_ arguments: [String], environment: [String: String] = [:], directory: URL? = nil) throws -> (status: Int32, out: String, err: String) {
+        let running = try MoonhookProcess(arguments, environment: environment, directory: directory)
         let out = running.stdout.fileHandleForReading.readDataToEndOfFile()
         let err = running.stderr.fileHandleForReading.readDataToEndOfFile()
         running.process.waitUntilExit()

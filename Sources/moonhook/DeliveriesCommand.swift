@@ -37,11 +37,15 @@ struct DeliveriesCommand: AsyncParsableCommand {
             }
         }
 
+        /// The configuration file's settings.
+        func configuration() throws -> ServerConfiguration {
+            try ServerConfiguration.load(file: config ?? "moonhook.yaml", required: config != nil, environment: ProcessInfo.processInfo.environment)
+        }
+
         func open() async throws -> any Store {
-            let environment = ProcessInfo.processInfo.environment
             var configuration: ServerConfiguration
             do {
-                configuration = try ServerConfiguration.load(file: config ?? "moonhook.yaml", required: config != nil, environment: environment)
+                configuration = try self.configuration()
                 if let store { configuration.store = store }
                 let location = try StoreLocation(configuration.store)
                 if case .sqlite(let path) = location, !FileManager.default.fileExists(atPath: path) {
@@ -113,7 +117,8 @@ struct DeliveriesCommand: AsyncParsableCommand {
                 guard let detail = try await store.show(seq) else { throw ValidationError("no delivery \(seq)") }
                 return detail
             }
-            print(DeliveryReport.text(DeliveryReport.detail(detail), pretty: true))
+            let folder = try? options.configuration().handlersFolder
+            print(DeliveryReport.text(DeliveryReport.detail(detail, handlersFolder: folder.map { URL(fileURLWithPath: $0) }), pretty: true))
         }
     }
 

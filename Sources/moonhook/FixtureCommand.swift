@@ -30,7 +30,7 @@ struct FixtureCommand: AsyncParsableCommand {
             return detail
         }
         let environment = ProcessInfo.processInfo.environment
-        let folder = try handlers ?? ServerConfiguration.load(file: options.config ?? "moonhook.yaml", required: options.config != nil, environment: environment).handlersFolder
+        let folder = try handlers ?? options.configuration().handlersFolder
         let fixture = DeliveryFixture(delivery: detail.delivery, handlersFolder: URL(fileURLWithPath: folder), environment: environment)
         let url = URL(fileURLWithPath: folder).appending(path: detail.delivery.source).appending(path: "fixtures").appending(path: fixture.fileName)
         if FileManager.default.fileExists(atPath: url.path) { throw ValidationError("\(url.relativePath) exists already") }

@@ -177,6 +177,7 @@ struct ConsoleTests {
             let pagesText = try await seqs.asyncMap { String(buffer: try await Self.get(client, "/console/deliveries/\($0)", cookie: cookie).body) }.joined()
             #expect(pagesText.contains("seen &quot;&gt;&lt;script&gt;"), "the handler's log line")
             #expect(pagesText.contains("bad &lt;b&gt;&quot;&gt;&lt;script&gt;"), "the handler's error")
+            #expect(pagesText.contains(#"<pre class="excerpt"> 1 | return { retries = 0, handle = function(e) error(&#39;bad &lt;b&gt;&#39;"#), "the line the error points at, escaped")
             #expect(pagesText.contains("&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"), "the X-Evil header")
             #expect(pagesText.contains("sha256=&quot;… (64 characters)"), "the signature header, shortened")
         }

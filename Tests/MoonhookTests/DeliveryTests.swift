@@ -104,6 +104,7 @@ struct DeliveryTests {
             let attempts = try #require(detail["attempts"] as? [[String: Any]])
             #expect(attempts.map { $0["outcome"] as? String } == ["retry", "dead"])
             #expect(attempts.map { $0["error"] as? String } == ["s/flaky.lua:3: not yet", "s/flaky.lua:3: not yet"])
+            #expect(attempts.first?["excerpt"] as? [String] == [" 3 |   if e.attempt < 3 then error('not yet') end"], "the line the error points at")
             #expect((attempts.first?["logs"] as? [[String: Any]])?.first?["message"] as? String == "attempt")
             #expect((detail["body"] as? [String: Any])?["id"] as? String == "f-1")
 

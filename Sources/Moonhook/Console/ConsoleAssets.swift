@@ -21,6 +21,7 @@ enum ConsoleAssets {
         code, pre { font: 12.5px/1.4 ui-monospace, monospace; }
         pre { background: #fff; border: 1px solid var(--line); padding: .6rem; overflow: auto; white-space: pre-wrap; word-break: break-all; }
         pre.logs { margin: 0; background: var(--bg); }
+        pre.excerpt { margin: .3rem 0 0; padding: .3rem .5rem; white-space: pre; word-break: normal; }
         .error { color: var(--bad); }
         .notice { background: #e7f5ff; border: 1px solid #a5d8ff; padding: .5rem .8rem; }
         .hint { color: var(--muted); }

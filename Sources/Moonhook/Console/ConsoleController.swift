@@ -18,6 +18,8 @@ struct ConsoleController: Sendable {
     let dispatcher: HandlerDispatcher
     let refusals: RefusalLog
     let refusalsKept: Int
+    /// Where the handlers are: a failed attempt's error is shown with the line it points at.
+    let handlersFolder: URL
     /// Names this instance in the footer: the Live page shows this instance only.
     let instance: String
     let logger: Logger
@@ -90,7 +92,7 @@ struct ConsoleController: Sendable {
             guard let detail = try await AdminCall.store({ try await inbox.show(seq) }) else {
                 return page("problem", ["title": "Not found", "heading": "Not found", "message": "There is no delivery \(seq)."], csrf: csrf, status: .notFound)
             }
-            var view = ConsoleViews.delivery(detail)
+            var view = ConsoleViews.delivery(detail, handlersFolder: handlersFolder)
             if FormValues(query: request).get("done") == "replayed" { view["notice"] = "Replayed: its handlers run again on their current version." }
             return page("delivery", view, csrf: csrf)
         }

@@ -128,7 +128,7 @@ enum ConsoleTemplates {
         <p>{{attempts}} attempt(s){{#due}}, next due {{due}}{{/due}}{{#last_error}}; last error: <code class="error">{{last_error}}</code>{{/last_error}}</p>
         <table class="attempts">
         <tr><th>Attempt</th><th>Outcome</th><th>Started</th><th>Duration</th><th>Error</th></tr>
-        {{#runs}}<tr class="attempt"><td>{{attempt}}</td><td><span class="status {{outcome}}">{{outcome}}</span></td><td>{{started}}</td><td>{{duration}}</td><td>{{#error}}<code class="error">{{error}}</code>{{/error}}</td></tr>
+        {{#runs}}<tr class="attempt"><td>{{attempt}}</td><td><span class="status {{outcome}}">{{outcome}}</span></td><td>{{started}}</td><td>{{duration}}</td><td>{{#error}}<code class="error">{{error}}</code>{{/error}}{{#excerpt}}<pre class="excerpt">{{excerpt}}</pre>{{/excerpt}}</td></tr>
         {{#has_logs}}<tr><td></td><td colspan="4"><pre class="logs">{{#logs}}{{level}} {{message}}{{#fields}} {{.}}{{/fields}}
         {{/logs}}</pre></td></tr>{{/has_logs}}{{/runs}}
         </table>

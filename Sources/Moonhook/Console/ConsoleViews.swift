@@ -40,7 +40,7 @@ enum ConsoleViews {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    static func delivery(_ detail: DeliveryDetail) -> [String: Any] {
+    static func delivery(_ detail: DeliveryDetail, handlersFolder: URL) -> [String: Any] {
         let delivery = detail.delivery
         let pairs = detail.pairs.map { pair -> [String: Any] in
             var entry: [String: Any] = ["handler": pair.handler, "status": pair.status.rawValue, "attempts": pair.attempts]
@@ -55,7 +55,12 @@ enum ConsoleViews {
                         ["level": line.level.rawValue, "message": line.message, "fields": line.fields.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }]
                     },
                 ]
-                if let error = attempt.error { run["error"] = error }
+                if let error = attempt.error {
+                    run["error"] = error
+                    // The line the error points at, as the file reads now.
+                    let excerpt = SourceExcerpt.lines(for: error, handlersFolder: handlersFolder)
+                    if !excerpt.isEmpty { run["excerpt"] = excerpt.joined(separator: "\n") }
+                }
                 return run
             }
             return entry

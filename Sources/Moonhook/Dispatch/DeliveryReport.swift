@@ -58,7 +58,9 @@ public enum DeliveryReport {
         ]
     }
 
-    public static func detail(_ detail: DeliveryDetail) -> [String: Any] {
+    /// A delivery with its pairs and attempts. With `handlersFolder`, a failed attempt's error
+    /// comes with `excerpt`: the line of the handler it points at, as the file reads now.
+    public static func detail(_ detail: DeliveryDetail, handlersFolder: URL? = nil) -> [String: Any] {
         let delivery = detail.delivery
         var body: Any = String(decoding: delivery.body, as: UTF8.self)
         if let object = try? JSONSerialization.jsonObject(with: Data(delivery.body), options: [.fragmentsAllowed]) { body = object }
@@ -81,7 +83,10 @@ public enum DeliveryReport {
                         return entry
                     },
                 ]
-                if let error = attempt.error { entry["error"] = error }
+                if let error = attempt.error {
+                    entry["error"] = error
+                    if let handlersFolder, case let excerpt = SourceExcerpt.lines(for: error, handlersFolder: handlersFolder), !excerpt.isEmpty { entry["excerpt"] = excerpt }
+                }
                 return entry
             },
         ]

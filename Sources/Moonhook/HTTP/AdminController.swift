@@ -20,6 +20,8 @@ struct AdminController: Sendable {
     let inbox: any Store
     let dispatcher: HandlerDispatcher
     let refusals: RefusalLog
+    /// Where the handlers are: a failed attempt's error is shown with the line it points at.
+    let handlersFolder: URL
 
     func addRoutes(to router: Router<MoonhookRequestContext>) {
         router.get("/admin/handlers") { request, _ in
@@ -36,7 +38,7 @@ struct AdminController: Sendable {
             try authorize(request)
             let seq = try AdminCall.seq(context)
             guard let detail = try await AdminCall.store({ try await inbox.show(seq) }) else { throw HTTPFailure(.notFound, "no delivery \(seq)") }
-            return json(DeliveryReport.detail(detail))
+            return json(DeliveryReport.detail(detail, handlersFolder: handlersFolder))
         }
         router.post("/admin/deliveries/:seq/replay") { request, context in
             try authorize(request)

@@ -73,13 +73,15 @@ public func buildApplication(
         sources: sources, inbox: store, dispatcher: dispatcher, settings: configuration.deliveries, maxBodyBytes: configuration.maxBodyBytes,
         metrics: metrics, live: live, refusals: refusals, refusalBodyBytes: configuration.refusals.bodyBytes, logger: logger
     ).addRoutes(to: router)
-    AdminController(token: configuration.adminToken, sources: sources, inbox: store, dispatcher: dispatcher, refusals: refusals).addRoutes(to: router)
+    let handlersFolder = URL(fileURLWithPath: configuration.handlersFolder)
+    AdminController(token: configuration.adminToken, sources: sources, inbox: store, dispatcher: dispatcher, refusals: refusals, handlersFolder: handlersFolder)
+        .addRoutes(to: router)
     MetricsController(metrics: metrics, token: BearerToken(token: configuration.adminToken, guarding: "/metrics")).addRoutes(to: router)
     let session = configuration.adminToken.map { ConsoleSession(adminToken: $0, ttl: configuration.console.sessionTTL) }
     LiveStreamController(feed: live, token: BearerToken(token: configuration.adminToken, guarding: "the live stream"), session: session).addRoutes(to: router)
     ConsoleController(
         session: session, library: consoleTemplates, sources: sources, inbox: store, dispatcher: dispatcher, refusals: refusals,
-        refusalsKept: configuration.refusals.keep, instance: configuration.port == 0 ? ProcessInfo.processInfo.hostName : "\(ProcessInfo.processInfo.hostName):\(configuration.port)", logger: logger
+        refusalsKept: configuration.refusals.keep, handlersFolder: handlersFolder, instance: configuration.port == 0 ? ProcessInfo.processInfo.hostName : "\(ProcessInfo.processInfo.hostName):\(configuration.port)", logger: logger
     ).addRoutes(to: router)
     var extraServices: [any Service] = [
         MetricsSampler(metrics: metrics, store: store, sources: sources, pool: pool, interval: configuration.metrics.storeInterval, logger: logger)

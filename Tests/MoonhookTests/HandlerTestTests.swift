@@ -237,8 +237,13 @@ import Testing
         let handlers = try Self.source("return function() return 1 end", "return { { name = 'one', event = 'event.json', expect = { result = 1 } } }")
         defer { handlers.remove() }
         let process = try MoonhookProcess(["test", "--watch", "--handlers", handlers.folder.path])
-        defer { process.process.terminate() }
         let output = OutputText(process.stdout)
+        defer {
+            process.process.terminate()
+            process.process.waitUntilExit()
+            // Ends the pipe's monitoring, which holds the reader (and what it read) until then.
+            process.stdout.fileHandleForReading.readabilityHandler = nil
+        }
         try await output.wait(for: "all 1 passed", timeout: .seconds(30))
         try handlers.write("s/a.lua", "return function() return 2 end")
         try await output.wait(for: "1 of 1 failed", timeout: .seconds(30))

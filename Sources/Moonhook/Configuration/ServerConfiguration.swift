@@ -36,6 +36,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var refusals = RefusalSettings()
     /// The operators' web console.
     public var console = ConsoleSettings()
+    /// `trusted_proxies`: proxies whose `X-Forwarded-For` (or `Forwarded`) names the client
+    /// (`allow_from`, kept refusals and logs use that address).
+    public var trustedProxies: [IPRange] = []
 
     /// The `deliveries:` section of `moonhook.yaml`.
     public struct DeliverySettings: Sendable, Equatable {
@@ -90,6 +93,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         var metrics: Metrics?
         var refusals: Refusals?
         var console: Console?
+        var trusted_proxies: [String]?
 
         struct Deliveries: Decodable {
             var retention: String?
@@ -179,6 +183,12 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let section = file.metrics { try apply(section, origin: origin) }
         if let section = file.refusals { try apply(section, origin: origin) }
         if let section = file.console { try apply(section, origin: origin) }
+        if let entries = file.trusted_proxies {
+            trustedProxies = try entries.map { (entry) throws(ConfigurationError) in
+                guard let range = IPRange(entry) else { throw ConfigurationError(path: origin, "trusted_proxies: '\(entry)' is not an address or a range such as 10.0.0.0/8") }
+                return range
+            }
+        }
         if let limits = file.limits {
             if let megabytes = limits.memory_mb { self.limits.memoryBytes = try positive(megabytes, "limits.memory_mb", origin) << 20 }
             if let count = limits.instructions { self.limits.instructions = Int64(try positive(Int(count), "limits.instructions", origin)) }

@@ -27,6 +27,17 @@ public struct SourceConfiguration: Sendable {
     public var concurrency: Int?
     /// When failed handlers run again; a handler's `retries` and `retry_delay` override it.
     public var retry = RetryPolicy()
+    /// `allow_from`: the addresses requests may come from (nil: any), checked before verification.
+    public var allowFrom: [IPRange]?
+    /// `rate_limit`: verified requests taken per second in this process, past which they get 429.
+    public var rateLimit: RateLimit?
+
+    /// `rate_limit: {rate: 100/s, burst: 200}`.
+    public struct RateLimit: Sendable, Equatable {
+        public var rate: Rate
+        /// Requests taken at once after a quiet spell (default: one second's worth, at least 1).
+        public var burst: Int
+    }
 
     /// One place a value can come from.
     public enum FieldSource: Sendable, Equatable, CustomStringConvertible {
@@ -96,6 +107,13 @@ public struct SourceConfiguration: Sendable {
         var respond: String?
         var concurrency: Int?
         var retry: Retry?
+        var allow_from: [String]?
+        var rate_limit: RateLimitFile?
+
+        struct RateLimitFile: Decodable {
+            var rate: String?
+            var burst: Int?
+        }
 
         struct Retry: Decodable {
             var retries: Int?
@@ -216,6 +234,19 @@ public struct SourceConfiguration: Sendable {
             }
             if let delay = retry.delay { self.retry.delay = try DurationText.parse(delay, field: "retry.delay", path: path) }
             if let delay = retry.max_delay { self.retry.maxDelay = try DurationText.parse(delay, field: "retry.max_delay", path: path) }
+        }
+        if let entries = file.allow_from {
+            allowFrom = try entries.map { (entry) throws(ConfigurationError) in
+                guard let range = IPRange(entry) else { throw ConfigurationError(path: path, "allow_from: '\(entry)' is not an address or a range such as 192.30.252.0/22") }
+                return range
+            }
+        }
+        if let limit = file.rate_limit {
+            guard let text = limit.rate else { throw ConfigurationError(path: path, "rate_limit needs a rate, such as rate: 100/s") }
+            let rate = try Rate.parse(text, field: "rate_limit.rate", path: path)
+            let burst = limit.burst ?? max(1, Int(rate.perSecond.rounded(.up)))
+            guard burst >= 1 else { throw ConfigurationError(path: path, "'rate_limit.burst' must be 1 or more") }
+            rateLimit = RateLimit(rate: rate, burst: burst)
         }
         type = try file.type.map { (text) throws(ConfigurationError) in [try FieldSource(text, field: "type", path: path)] } ?? Self.defaultType(scheme)
         id = try file.id.map { (text) throws(ConfigurationError) in [try FieldSource(text, field: "id", path: path)] } ?? Self.defaultID(scheme)

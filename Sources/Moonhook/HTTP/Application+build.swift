@@ -71,7 +71,8 @@ public func buildApplication(
     router.get("/readyz") { _, _ in readiness.response() }
     HookController(
         sources: sources, inbox: store, dispatcher: dispatcher, settings: configuration.deliveries, maxBodyBytes: configuration.maxBodyBytes,
-        metrics: metrics, live: live, refusals: refusals, refusalBodyBytes: configuration.refusals.bodyBytes, logger: logger
+        metrics: metrics, live: live, refusals: refusals, refusalBodyBytes: configuration.refusals.bodyBytes, trustedProxies: configuration.trustedProxies,
+        rateLimiter: SourceRateLimiter(), logger: logger
     ).addRoutes(to: router)
     let handlersFolder = URL(fileURLWithPath: configuration.handlersFolder)
     AdminController(token: configuration.adminToken, sources: sources, inbox: store, dispatcher: dispatcher, refusals: refusals, handlersFolder: handlersFolder)

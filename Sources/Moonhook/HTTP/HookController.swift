@@ -22,6 +22,10 @@ struct HookController: Sendable {
     let refusals: RefusalLog
     /// Bytes of a refused request's body kept with it.
     let refusalBodyBytes: Int
+    /// Proxies whose forwarding headers name the client (`ClientAddress`).
+    let trustedProxies: [IPRange]
+    /// The sources' `rate_limit` buckets.
+    let rateLimiter: SourceRateLimiter
     let logger: Logger
 
     func addRoutes(to router: Router<MoonhookRequestContext>) {
@@ -36,13 +40,14 @@ struct HookController: Sendable {
     func receive(_ request: Request, context: MoonhookRequestContext) async throws -> Response {
         let name = context.parameters.get("source") ?? ""
         let body = ReceivedBody()
-        return try await observing(request, context: context, source: name, body: body) { try await accept(request, sourceName: name, body: body) }
+        let client = ClientAddress.resolve(peer: context.remoteAddress, headers: request.headers, trusted: trustedProxies)
+        return try await observing(request, client: client, source: name, body: body) { try await accept(request, sourceName: name, client: client, body: body) }
     }
 
     /// Runs `answer`, then counts the request; a refusal it throws is also counted by reason, kept
     /// (`GET /admin/refusals`) and logged with its one-line reason on the way out.
     private func observing(
-        _ request: Request, context: MoonhookRequestContext, source name: String, body: ReceivedBody, _ answer: () async throws -> Response
+        _ request: Request, client: ClientAddress?, source name: String, body: ReceivedBody, _ answer: () async throws -> Response
     ) async throws -> Response {
         do {
             let response = try await answer()
@@ -56,12 +61,15 @@ struct HookController: Sendable {
             metrics.refusal(source: label, reason: failure.reason)
             refusals.add(
                 Refusal(
-                    time: Date(), source: label, status: failure.status.code, reason: failure.reason, message: failure.message, remoteAddress: context.peer,
+                    time: Date(), source: label, status: failure.status.code, reason: failure.reason, message: failure.message, remoteAddress: client?.text,
                     headerNames: request.headers.map { $0.name.canonicalName }, bodyBytes: size, body: body.bytes ?? [], bodyLimit: refusalBodyBytes,
                     secrets: source?.secrets ?? []))
             logger.warning(
                 "webhook refused",
-                metadata: ["source": "\(name)", "status": "\(failure.status.code)", "reason": "\(failure.message)", "refusal": "\(failure.reason.rawValue)"])
+                metadata: [
+                    "source": "\(name)", "status": "\(failure.status.code)", "reason": "\(failure.message)", "refusal": "\(failure.reason.rawValue)",
+                    "client": "\(client?.text ?? "unknown")",
+                ])
             throw failure
         }
     }
@@ -79,10 +87,11 @@ struct HookController: Sendable {
         return stored
     }
 
-    private func accept(_ request: Request, sourceName: String, body received: ReceivedBody) async throws -> Response {
+    private func accept(_ request: Request, sourceName: String, client: ClientAddress?, body received: ReceivedBody) async throws -> Response {
         guard let source = sources.source(named: sourceName) else {
             throw HTTPFailure(.notFound, "unknown source '\(sourceName)'")
         }
+        try checkAllowed(client, source: source)
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes {
             throw HTTPFailure(.contentTooLarge, "body of \(length) bytes exceeds the limit of \(maxBodyBytes) bytes")
         }
@@ -111,6 +120,7 @@ struct HookController: Sendable {
             throw HTTPFailure(.unauthorized, error.message, reason: reason)
         }
         let envelope = try Envelope.open(webhook, format: format, source: source)
+        try checkRate(source)
         let handlers = source.handlers(for: envelope.type)
         let delivery = InboxDelivery(
             source: source.name, id: envelope.id, type: envelope.type, receivedAt: Date(), headers: Self.lowercased(headers), body: webhook.body,
@@ -123,8 +133,10 @@ struct HookController: Sendable {
     /// the sender echoes (such as `hub.verify_token`) against a secret.
     func receiveQuery(_ request: Request, context: MoonhookRequestContext) async throws -> Response {
         let name = context.parameters.get("source") ?? ""
-        return try await observing(request, context: context, source: name, body: ReceivedBody()) {
+        let client = ClientAddress.resolve(peer: context.remoteAddress, headers: request.headers, trusted: trustedProxies)
+        return try await observing(request, client: client, source: name, body: ReceivedBody()) {
             guard let source = sources.source(named: name) else { throw HTTPFailure(.notFound, "unknown source '\(name)'") }
+            try checkAllowed(client, source: source)
             guard source.configuration.respondsSynchronously else {
                 throw HTTPFailure(.methodNotAllowed, "source '\(name)' takes GET only with respond: sync in its source.yaml")
             }
@@ -132,12 +144,30 @@ struct HookController: Sendable {
             for (key, value) in request.uri.queryParameters { query[String(key)] = .string(String(value)) }
             let body = try HandlerResponse.json(.table(array: [], fields: query))
             let headers = request.headers.map { (name: $0.name.rawName, value: $0.value) }
+            try checkRate(source)
             let handlers = source.handlers(for: "get")
             let delivery = InboxDelivery(
                 source: source.name, id: UUID().uuidString.lowercased(), type: "get", receivedAt: Date(), headers: Self.lowercased(headers), body: body,
                 handlers: handlers.map(\.path))
             return try await deliver(delivery, source: source, handlers: handlers)
         }
+    }
+
+    /// `allow_from`: 403 unless the client's address is in one of the source's ranges.
+    private func checkAllowed(_ client: ClientAddress?, source: Source) throws {
+        guard let ranges = source.configuration.allowFrom else { return }
+        guard let bytes = client?.bytes, ranges.contains(where: { $0.contains(bytes) }) else {
+            throw HTTPFailure(.forbidden, "address \(client?.text ?? "unknown") is not in the source's allow_from", reason: .address)
+        }
+    }
+
+    /// `rate_limit`: 429 with `Retry-After` (whole seconds, at least 1) once the bucket is empty.
+    private func checkRate(_ source: Source) throws {
+        guard let limit = source.configuration.rateLimit, let wait = rateLimiter.admit(source: source.name, limit: limit) else { return }
+        let seconds = max(1, Int((Double(wait.totalNanoseconds) / 1e9).rounded(.up)))
+        throw HTTPFailure(
+            .tooManyRequests, "past the source's rate limit of \(limit.rate) (burst \(limit.burst)); retry in \(seconds) s",
+            headers: [.retryAfter: "\(seconds)"], reason: .rate)
     }
 
     /// Stores a verified delivery, then answers: at once (202), or, for a `respond: sync` source,

@@ -84,7 +84,7 @@ public struct IPRange: Sendable, Equatable, CustomStringConvertible {
 
     static func parse(_ text: String) -> [UInt8]? {
         let v4 = text.split(separator: ".", omittingEmptySubsequences: false)
-        if v4.count == 4 {
+        if v4.count == 4, !text.contains(":") {
             let bytes = v4.compactMap { UInt8($0) }
             return bytes.count == 4 ? bytes : nil
         }

@@ -1,0 +1,150 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import MoonhookTestSupport
+import NIOCore
+import Testing
+
+@testable import Moonhook
+
+/// Inbound allow-lists, trusted proxies and per-source rate limits.
+@Suite(.timeLimit(.minutes(2))) struct FlowControlTests {
+    static func client(_ peer: String, _ headers: [(String, String)] = [], trusted: [String] = ["10.0.0.0/8", "127.0.0.1"]) throws -> String? {
+        var fields = HTTPFields()
+        for (name, value) in headers { fields.append(HTTPField(name: HTTPField.Name(name)!, value: value)) }
+        let address = try SocketAddress(ipAddress: peer, port: 4711)
+        return ClientAddress.resolve(peer: address, headers: fields, trusted: trusted.map { IPRange($0)! })?.text
+    }
+
+    @Test func theClientIsTheFirstUntrustedAddressFromTheRight() throws {
+        // No proxy in front: the headers are the client's own words and are not read.
+        #expect(try Self.client("198.51.100.20", [("X-Forwarded-For", "10.1.2.3")]) == "198.51.100.20")
+        // Through a trusted proxy: the address it received from.
+        #expect(try Self.client("10.0.0.5", [("X-Forwarded-For", "203.0.113.9")]) == "203.0.113.9")
+        // A spoofed leftmost entry is passed over: the proxy appended the real one.
+        #expect(try Self.client("10.0.0.5", [("X-Forwarded-For", "10.9.9.9, 203.0.113.9")]) == "203.0.113.9")
+        // Two trusted proxies, and one header per hop.
+        #expect(try Self.client("10.0.0.5", [("X-Forwarded-For", "1.1.1.1, 203.0.113.9"), ("X-Forwarded-For", "10.0.0.7")]) == "203.0.113.9")
+        // Every hop trusted: the leftmost is the last one a trusted proxy vouched for.
+        #expect(try Self.client("10.0.0.5", [("X-Forwarded-For", "10.0.0.8, 10.0.0.7")]) == "10.0.0.8")
+        // An entry that is not an address is where the walk ends, and names no address.
+        #expect(try Self.client("10.0.0.5", [("X-Forwarded-For", "unknown")]) == "unknown")
+        // Forwarded (RFC 7239), with ports and IPv6 in brackets; X-Forwarded-For wins when both come.
+        #expect(try Self.client("10.0.0.5", [("Forwarded", #"for=192.0.2.60;proto=http, for="[2001:db8:cafe::17]:4711""#)]) == "2001:db8:cafe::17")
+        #expect(try Self.client("10.0.0.5", [("Forwarded", "for=192.0.2.60"), ("X-Forwarded-For", "192.0.2.61:5555")]) == "192.0.2.61")
+        // An IPv4-mapped IPv6 peer is judged as IPv4.
+        let mapped = try Self.client("::ffff:10.0.0.5", [("X-Forwarded-For", "203.0.113.9")])
+        #expect(mapped == "203.0.113.9", "\(String(describing: mapped))")
+        #expect(try Self.client("10.0.0.5", [("X-Forwarded-For", "203.0.113.9")], trusted: []) == "10.0.0.5")
+    }
+
+    @Test func theRateGrammar() throws {
+        #expect(Rate("100/s")?.perSecond == 100)
+        #expect(Rate("6000/m")?.perSecond == 100)
+        #expect(Rate(" 36 / h ")?.perSecond == 0.01)
+        for bad in ["0/s", "-1/s", "10/d", "10", "/s", "1.5/s"] { #expect(Rate(bad) == nil, "\(bad)") }
+        let limiter = SourceRateLimiter()
+        let limit = SourceConfiguration.RateLimit(rate: Rate("2/s")!, burst: 2)
+        let start = ContinuousClock.now
+        #expect(limiter.admit(source: "s", limit: limit, now: start) == nil)
+        #expect(limiter.admit(source: "s", limit: limit, now: start) == nil)
+        #expect(limiter.admit(source: "s", limit: limit, now: start) == .milliseconds(500), "one token back every half second")
+        #expect(limiter.admit(source: "s", limit: limit, now: start + .milliseconds(500)) == nil)
+        #expect(limiter.admit(source: "other", limit: limit, now: start) == nil, "each source has its own bucket")
+    }
+
+    static func post(_ client: any TestClientProtocol, _ source: String, _ body: String, _ headers: [(String, String)] = []) async throws -> TestResponse {
+        var fields: HTTPFields = [.contentType: "application/json"]
+        for (name, value) in headers { fields.append(HTTPField(name: HTTPField.Name(name)!, value: value)) }
+        return try await client.execute(uri: "/hooks/\(source)", method: .post, headers: fields, body: ByteBuffer(string: body))
+    }
+
+    @Test func allowFromRefusesOtherAddressesBeforeVerification() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("inside/source.yaml", "scheme: token\ntoken: header:X-Token\nsecrets: [tok]\nallow_from: [10.0.0.0/8, 192.30.252.0/22]\n")
+        try handlers.write("inside/t.lua", "return function() end")
+        try handlers.write("local/source.yaml", "scheme: none\nallow_from: [127.0.0.1]\n")
+        try handlers.write("local/t.lua", "return function() end")
+        var configuration = try await DeliveryTests.configuration(handlers)
+        // The test client connects from 127.0.0.1: as a proxy in front, it is trusted.
+        configuration.trustedProxies = [IPRange("127.0.0.1")!]
+        let app = try await buildApplication(configuration: configuration, environment: [:], logger: LogRecords().logger())
+        try await app.test(.live) { client in
+            let body = #"{"type":"t"}"#
+            // The connection's own address, and a forged token: refused for the address, before the token is read.
+            let direct = try await Self.post(client, "inside", body, [("X-Token", "wrong")])
+            #expect(direct.status == .forbidden)
+            #expect(String(buffer: direct.body) == "address 127.0.0.1 is not in the source's allow_from\n")
+            // Forwarded by the trusted proxy from an allowed address: on to verification.
+            #expect(try await Self.post(client, "inside", body, [("X-Token", "wrong"), ("X-Forwarded-For", "192.30.252.7")]).status == .unauthorized)
+            #expect(try await Self.post(client, "inside", body, [("X-Token", "tok"), ("X-Forwarded-For", "10.1.2.3")]).status == .accepted)
+            // A client that writes an allowed address itself, in front of the proxy's entry, is not taken at its word.
+            let spoofed = try await Self.post(client, "inside", body, [("X-Token", "tok"), ("X-Forwarded-For", "10.1.2.3, 8.8.8.8")])
+            #expect(spoofed.status == .forbidden)
+            #expect(String(buffer: spoofed.body) == "address 8.8.8.8 is not in the source's allow_from\n")
+            #expect(try await Self.post(client, "local", body).status == .accepted, "127.0.0.1 itself, with no header")
+
+            let kept = try await DeliveryTests.admin(client, "/admin/refusals?source=inside")
+            let list = try #require(kept["refusals"] as? [[String: Any]])
+            #expect(list.map { $0["reason"] as? String } == ["address", "signature", "address"])
+            #expect(list.map { $0["remote_address"] as? String } == ["8.8.8.8", "192.30.252.7", "127.0.0.1"], "the client, not the proxy")
+        }
+    }
+
+    @Test func aRateLimitAnswers429WithRetryAfterAndCountsOnlyVerifiedRequests() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("fast/source.yaml", "scheme: token\ntoken: header:X-Token\nsecrets: [tok]\nrate_limit: { rate: 6/m, burst: 2 }\n")
+        try handlers.write("fast/t.lua", "return function() end")
+        try handlers.write("slow/source.yaml", "scheme: none\nrate_limit: { rate: 1/m }\n")
+        try handlers.write("slow/t.lua", "return function() end")
+        let app = try await buildApplication(configuration: try await DeliveryTests.configuration(handlers), environment: [:], logger: LogRecords().logger())
+        try await app.test(.live) { client in
+            // Refused requests take no token.
+            for _ in 0..<5 { #expect(try await Self.post(client, "fast", #"{"type":"t"}"#, [("X-Token", "wrong")]).status == .unauthorized) }
+            #expect(try await Self.post(client, "fast", #"{"type":"t","n":1}"#, [("X-Token", "tok")]).status == .accepted)
+            #expect(try await Self.post(client, "fast", #"{"type":"t","n":2}"#, [("X-Token", "tok")]).status == .accepted)
+            let limited = try await Self.post(client, "fast", #"{"type":"t","n":3}"#, [("X-Token", "tok")])
+            #expect(limited.status == .tooManyRequests)
+            // A token comes back every 10 s (refills are timed exactly in theRateGrammar).
+            let wait = try #require(limited.headers[.retryAfter].flatMap { Int($0) })
+            #expect((1...10).contains(wait), "\(wait)")
+            #expect(String(buffer: limited.body) == "past the source's rate limit of 6/m (burst 2); retry in \(wait) s\n")
+
+            #expect(try await Self.post(client, "slow", #"{"type":"t","n":1}"#).status == .accepted)
+            let slow = try await Self.post(client, "slow", #"{"type":"t","n":2}"#)
+            #expect(slow.status == .tooManyRequests)
+            let retryAfter = try #require(slow.headers[.retryAfter].flatMap { Int($0) })
+            #expect((58...60).contains(retryAfter), "one request a minute: the next in about 60 s, got \(retryAfter)")
+
+            let kept = try await DeliveryTests.admin(client, "/admin/refusals?source=fast")
+            let reasons = (kept["refusals"] as? [[String: Any]])?.compactMap { $0["reason"] as? String } ?? []
+            #expect(reasons.filter { $0 == "rate" }.count == 1)
+            let samples = try await MetricsSamples.scrape(client)
+            #expect(samples.sum("moonhook_refusals_total", ["source": "fast", "reason": "rate"]) == 1)
+        }
+    }
+
+    @Test func theSettingsAreChecked() throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        for (yaml, message) in [
+            ("scheme: none\nallow_from: [10.0.0.0/33]\n", "allow_from: '10.0.0.0/33' is not an address or a range such as 192.30.252.0/22"),
+            ("scheme: none\nrate_limit: { rate: 10/d }\n", "'rate_limit.rate' must be a rate such as 100/s, 6000/m or 20/h, got '10/d'"),
+            ("scheme: none\nrate_limit: { burst: 3 }\n", "rate_limit needs a rate, such as rate: 100/s"),
+            ("scheme: none\nrate_limit: { rate: 1/s, burst: 0 }\n", "'rate_limit.burst' must be 1 or more"),
+        ] {
+            try handlers.write("s/source.yaml", yaml)
+            #expect(throws: ConfigurationError.self) { try SourceConfiguration.load(path: handlers.folder.appending(path: "s/source.yaml").path, environment: [:]) }
+            do {
+                _ = try SourceConfiguration.load(path: handlers.folder.appending(path: "s/source.yaml").path, environment: [:])
+            } catch {
+                #expect(error.message == message)
+            }
+        }
+        try handlers.write("moonhook.yaml", "trusted_proxies: [10.0.0.0/8, nonsense]\n")
+        #expect(throws: ConfigurationError.self) { try ServerConfiguration.load(file: handlers.folder.appending(path: "moonhook.yaml").path, required: true, environment: [:]) }
+    }
+}

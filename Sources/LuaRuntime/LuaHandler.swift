@@ -25,7 +25,7 @@ public struct LuaHandlerOptions: Sendable, Hashable {
 
     /// What a handler table may hold: `handle` and the options. Every option is declared here, so
     /// that the loader, `moonhook check` and the documentation say the same.
-    public static let names = ["handle", "on", "timeout", "retries", "retry_delay", "concurrency"]
+    public static let names = ["handle", "on", "timeout", "retries", "retry_delay", "concurrency", "serial", "serial_failure"]
 
     /// The refusal of an entry that is not an option (`key` nil: not a string key).
     public static func unknownOptionMessage(path: String, key: String?) -> String {
@@ -44,6 +44,18 @@ public struct LuaHandlerOptions: Sendable, Hashable {
     public var retryDelay: Duration?
     /// Invocations of this handler running at once, at most.
     public var concurrency: Int?
+    /// Where the key is whose events run one at a time, in the order stored (`/payload/taskId`,
+    /// `header:NAME`, `form:NAME`); checked by the host, which knows those places.
+    public var serial: String?
+    /// What a failed event of a `serial` key does to the next: holds it back (the default) or lets
+    /// it run and retries after it.
+    public var serialFailure: SerialFailure = .block
+
+    /// `serial_failure`.
+    public enum SerialFailure: String, Sendable, Hashable {
+        case block
+        case skip
+    }
 
     public init(on: [String] = [], timeout: Duration? = nil, retries: Int? = nil, retryDelay: Duration? = nil, concurrency: Int? = nil) {
         self.on = on

@@ -186,6 +186,20 @@ public actor LuaWorker {
         case .integer(let count) where (1...LuaHandlerOptions.maxConcurrency).contains(count): options.concurrency = Int(count)
         default: throw LuaError(.invalidHandler, "\(path): 'concurrency' must be a whole number from 1 to \(LuaHandlerOptions.maxConcurrency)")
         }
+        switch try field("serial") {
+        case .nil: break
+        case let value where !(value.text ?? "").isEmpty: options.serial = value.text
+        default: throw LuaError(.invalidHandler, "\(path): 'serial' must name where the key is: a JSON pointer (/payload/taskId), header:NAME or form:NAME")
+        }
+        switch try field("serial_failure") {
+        case .nil: break
+        case let value:
+            guard let mode = value.text.flatMap(LuaHandlerOptions.SerialFailure.init(rawValue:)) else {
+                throw LuaError(.invalidHandler, "\(path): 'serial_failure' must be \"block\" or \"skip\"")
+            }
+            guard options.serial != nil else { throw LuaError(.invalidHandler, "\(path): 'serial_failure' goes with 'serial'") }
+            options.serialFailure = mode
+        }
         return options
     }
 

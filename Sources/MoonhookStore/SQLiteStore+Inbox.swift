@@ -83,7 +83,7 @@ extension SQLiteStore {
             .text(item.delivery.source), .text(item.delivery.id), .text(item.delivery.type), .integer(milliseconds(item.delivery.receivedAt)),
             .text(item.headers), .blob(ByteBuffer(bytes: item.delivery.body)), .text(item.handlers),
             item.claimed ? .integer(item.now + item.lease) : .null,
-            item.delivery.orderingKey.map { .text($0) } ?? .null,
+            item.delivery.storedOrderingKeys.map { .text($0) } ?? .null,
         ]
     }
 
@@ -127,10 +127,10 @@ extension SQLiteStore {
                            ROW_NUMBER() OVER (PARTITION BY handler ORDER BY due, delivery) AS position
                     FROM (
                         SELECT delivery, source, handler, kind, due_at AS due, 0 AS abandoned FROM pairs
-                        WHERE status IN ('pending', 'retry') AND due_at <= ?1
+                        WHERE status IN ('pending', 'retry') AND due_at <= ?1 AND \(SerialOrder.claimable("pairs"))
                         UNION ALL
                         SELECT delivery, source, handler, kind, lease_until AS due, 1 AS abandoned FROM pairs
-                        WHERE status = 'running' AND lease_until <= ?1
+                        WHERE status = 'running' AND lease_until <= ?1 AND \(SerialOrder.claimable("pairs"))
                     )
                 )
                 WHERE position <= ?2 ORDER BY position, due, delivery LIMIT ?3
@@ -217,7 +217,7 @@ extension SQLiteStore {
         }
         var delivery = InboxDelivery(
             source: source, id: id, type: type, receivedAt: date(received), headers: headers, body: body, handlers: [],
-            orderingKey: row.column("ordering_key")?.string)
+            orderingKeys: InboxDelivery.orderingKeys(stored: row.column("ordering_key")?.string))
         delivery.seq = Int64(seq)
         return delivery
     }
@@ -296,7 +296,7 @@ extension SQLiteStore {
                     WHERE pairs.status != 'running'
                     """,
                     [.integer(Int(pair.delivery.seq)), .text(handler), .text(pair.delivery.source), .integer(now),
-                     pair.delivery.orderingKey.map { .text($0) } ?? .null])
+                     pair.delivery.orderingKeys[handler].map { .text($0) } ?? .null])
             }
             _ = try await connection.query(
                 "DELETE FROM pairs WHERE delivery = ?1 AND kind = 'replay' AND status = 'running' AND attempts = ?2",

@@ -268,6 +268,20 @@ enum SQLiteMigrations {
             UPDATE pairs SET logs = NULL WHERE delivery = NEW.delivery AND handler = NEW.handler;
         END;
         """,
+        // 4: a serial handler's pairs of one key, in delivery order (`SerialOrder`): the
+        // deliveries' column holds each handler's key, as a JSON object.
+        """
+        DROP TRIGGER deliveries_pairs;
+        CREATE TRIGGER deliveries_pairs AFTER INSERT ON deliveries BEGIN
+            INSERT INTO pairs (delivery, handler, source, status, attempts, due_at, lease_until, updated_at, ordering_key)
+            SELECT NEW.seq, value, NEW.source,
+                   CASE WHEN NEW.claimed_until IS NULL THEN 'pending' ELSE 'running' END,
+                   CASE WHEN NEW.claimed_until IS NULL THEN 0 ELSE 1 END,
+                   NEW.received_at, NEW.claimed_until, NEW.received_at, json_extract(NEW.ordering_key, '$."' || value || '"')
+            FROM json_each(NEW.handlers);
+        END;
+        CREATE INDEX pairs_order ON pairs (handler, ordering_key, delivery) WHERE ordering_key IS NOT NULL;
+        """,
     ]
 
     /// A step's statements: split at each `;` that ends a line, except inside a trigger's

@@ -236,7 +236,7 @@ struct InboxTests {
             var delivery = Self.delivery(
                 "d\(index)", source: index % 2 == 0 ? "even" : "odd", handlers: ["x/a.lua"], receivedAt: start.addingTimeInterval(Double(index) * 60))
             delivery.type = index % 3 == 0 ? "push" : "issue"
-            delivery.orderingKey = index < 6 ? "repo-1" : nil
+            delivery.orderingKeys = index < 6 ? ["x/a.lua": "block:repo-\(index)"] : [:]
             _ = try await store.append(delivery, retention: Self.week, claimed: false, lease: .seconds(30))
         }
         let all = try await store.deliveries(DeliveryFilter())
@@ -271,7 +271,7 @@ struct InboxTests {
         // Kill every pair of "odd": dead; replay of dead "odd" pushes only.
         let claimed = try await store.claim(candidates: 100, lease: .seconds(30)) { $0.filter { $0.source == "odd" } }
         #expect(claimed.count == 6)
-        #expect(claimed.allSatisfy { ($0.delivery.orderingKey == "repo-1") == (Int($0.delivery.id.dropFirst())! < 6) }, "ordering keys not kept")
+        #expect(claimed.allSatisfy { ($0.delivery.orderingKeys == ["x/a.lua": "block:repo-\(Int($0.delivery.id.dropFirst())!)"]) == (Int($0.delivery.id.dropFirst())! < 6) }, "ordering keys not kept")
         for pair in claimed {
             try await store.finish(pair, outcome: .dead(error: "no"), record: AttemptRecord(startedAt: Date(), finishedAt: Date(), logs: []))
         }

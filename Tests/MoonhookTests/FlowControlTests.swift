@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import MoonhookTestSupport
+import MoonhookStore
 import NIOCore
 import Testing
 
@@ -124,6 +125,78 @@ import Testing
             #expect(reasons.filter { $0 == "rate" }.count == 1)
             let samples = try await MetricsSamples.scrape(client)
             #expect(samples.sum("moonhook_refusals_total", ["source": "fast", "reason": "rate"]) == 1)
+        }
+    }
+
+    /// Interleaved events of four keys, some failing once, through two workers: each key's events
+    /// run one at a time and in the order they were stored.
+    @Test(arguments: StoreEngine.all) func serialKeysRunInOrderAcrossWorkers(engine: StoreEngine) async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("s/source.yaml", "scheme: none\nid: /id\n")
+        try handlers.write(
+            "s/step.lua",
+            """
+            return {
+              serial = "/key", retries = 3, retry_delay = 0.05,
+              handle = function(e)
+                if e.body.fail and e.attempt == 1 then error("fails once") end
+                local key = "seen:" .. e.body.key
+                local seen = kv.get(key) or {}
+                time.sleep(e.body.pause)   -- a read, a wait, a write: any overlap would lose or reorder
+                seen[#seen + 1] = e.body.n
+                kv.set(key, seen)
+              end,
+            }
+            """)
+        var configuration = try await DeliveryTests.configuration(handlers, engine)
+        configuration.workers = 2
+        configuration.deliveries.lease = .seconds(60)
+        let app = try await buildApplication(configuration: configuration, environment: [:], logger: LogRecords().logger())
+        let location = configuration.store
+        try await app.test(.live) { client in
+            for n in 1...10 {
+                for key in ["a", "b", "c", "d"] {
+                    let fail = (n == 3 && key == "a") || (n == 7 && key == "c")
+                    let body = #"{"type":"step","id":"\#(key)-\#(n)","key":"\#(key)","n":\#(n),"pause":\#((n * 7 + key.count * 13) % 20),"fail":\#(fail)}"#
+                    #expect(try await Self.post(client, "s", body).status == .accepted)
+                }
+            }
+            let store = try await StoreLocation(location).open(logger: LogRecords().logger())
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline, try await store.pairCounts().byStatus[.done] != 40 { try await Task.sleep(for: .milliseconds(100)) }
+            #expect(try await store.pairCounts().byStatus == [.done: 40])
+            for key in ["a", "b", "c", "d"] {
+                let seen = try await store.get("s", "seen:\(key)").map { String(decoding: $0, as: UTF8.self) }
+                #expect(seen == "[1,2,3,4,5,6,7,8,9,10]", "key \(key) ran out of order or overlapped: \(seen ?? "nothing")")
+            }
+            await store.close()
+        }
+    }
+
+    @Test func serialOptionsAreChecked() async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("a/source.yaml", "scheme: none\n")
+        try handlers.write("a/hash.lua", "return { serial = 'sha256', handle = function() end }")
+        try handlers.write("a/mode.lua", "return { serial = '/k', serial_failure = 'later', handle = function() end }")
+        try handlers.write("a/alone.lua", "return { serial_failure = 'skip', handle = function() end }")
+        try handlers.write("a/number.lua", "return { serial = 5, handle = function() end }")
+        try handlers.write("b/source.yaml", "scheme: none\nrespond: sync\n")
+        try handlers.write("b/sync.lua", "return { serial = 'header:X-Key', handle = function() end }")
+        try handlers.write("c/source.yaml", "scheme: none\n")
+        try handlers.write("c/ok.lua", "return { serial = 'form:Sid', serial_failure = 'skip', handle = function() end }")
+        let result = try await MoonhookProcess.detached { try MoonhookProcess.run(["check", "--handlers", handlers.folder.path]) }
+        #expect(result.status == 1)
+        for line in [
+            "a/alone.lua: 'serial_failure' goes with 'serial'",
+            "a/hash.lua: 'serial' must be a JSON pointer (/payload/taskId), header:NAME or form:NAME",
+            "a/mode.lua: 'serial_failure' must be \"block\" or \"skip\"",
+            "a/number.lua: 'serial' must name where the key is: a JSON pointer (/payload/taskId), header:NAME or form:NAME",
+            "b/sync.lua: 'serial' is not supported in a respond: sync source yet",
+            "ok: c (none, 1 handlers)",
+        ] {
+            #expect(result.out.contains(line + "\n"), "\(line) in \(result.out)")
         }
     }
 

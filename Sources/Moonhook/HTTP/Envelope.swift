@@ -5,6 +5,8 @@ import WebhookVerification
 struct Envelope {
     var type: String
     var id: String
+    /// The key of each `serial` handler of the source (by path) that this request has one for.
+    var orderingKeys: [String: String] = [:]
 
     /// The format of `request`'s body, checked before the signature: a body of a content type the
     /// receiver cannot read is refused whether it is signed or not.
@@ -62,7 +64,12 @@ struct Envelope {
         guard !id.hasPrefix(DeadLetterAlert.idPrefix) else {
             throw HTTPFailure(.badRequest, "delivery ids starting with \(DeadLetterAlert.idPrefix) are reserved for moonhook's own dead-letter alerts", reason: .body)
         }
-        return Envelope(type: type, id: id)
+        var keys: [String: String] = [:]
+        for handler in source.handlers {
+            guard let key = handler.serialKey, let value = place.value(of: [key], isType: false), !value.isEmpty else { continue }
+            keys[handler.path] = "\(handler.options.serialFailure.rawValue):\(value)"
+        }
+        return Envelope(type: type, id: id, orderingKeys: keys)
     }
 
     /// Where type and id are looked up: the headers, the JSON pointers found, the form's fields.

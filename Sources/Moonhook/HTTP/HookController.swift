@@ -124,7 +124,7 @@ struct HookController: Sendable {
         let handlers = source.handlers(for: envelope.type)
         let delivery = InboxDelivery(
             source: source.name, id: envelope.id, type: envelope.type, receivedAt: Date(), headers: Self.lowercased(headers), body: webhook.body,
-            handlers: handlers.map(\.path))
+            handlers: handlers.map(\.path), orderingKeys: envelope.orderingKeys.filter { key, _ in handlers.contains { $0.path == key } })
         return try await deliver(delivery, source: source, handlers: handlers)
     }
 
@@ -176,7 +176,8 @@ struct HookController: Sendable {
         let metadata: Logger.Metadata = ["source": "\(delivery.source)", "event.type": "\(delivery.type)", "delivery.id": "\(delivery.id)"]
         let synchronous = source.configuration.respondsSynchronously && !delivery.handlers.isEmpty
         // With room in the dispatcher, the delivery is stored claimed and handed over at once.
-        let reservation = synchronous ? nil : dispatcher.reserve(source: source, handlers: handlers)
+        // A pair with an ordering key waits its turn in the inbox: never handed over at once.
+        let reservation = synchronous || !delivery.orderingKeys.isEmpty ? nil : dispatcher.reserve(source: source, handlers: handlers)
         let result: AppendResult
         do {
             result = try await inbox.append(delivery, retention: settings.retention, claimed: synchronous || reservation != nil, lease: settings.lease)

@@ -8,6 +8,8 @@ public struct LoadedHandler: Sendable {
     /// The file name without `.lua`: the event type it handles (or `_default`).
     public let name: String
     public let options: LuaHandlerOptions
+    /// `serial`: where the key of its one-at-a-time, in-order runs is (nil: no order).
+    let serialKey: SourceConfiguration.FieldSource?
     /// The compiled handler in every worker; released from them once no copy of this value is left.
     let version: HandlerVersion
     /// The handler in each worker, in the pool's order.
@@ -54,7 +56,7 @@ public struct Source: Sendable {
         self.configuration = configuration
         self.verifier = verifier
         self.handlers = handlers
-        pointers = (configuration.type + configuration.id).compactMap(\.pointer)
+        pointers = Array(Set((configuration.type + configuration.id + handlers.compactMap(\.serialKey)).compactMap(\.pointer))).sorted()
         pointerTokens = pointers.map(JSONScanner.tokens(of:))
         redactions = Array(configuration.handlerSecrets.values)
         secrets = configuration.verifier.secrets + redactions

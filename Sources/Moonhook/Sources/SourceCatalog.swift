@@ -78,7 +78,23 @@ public struct SourceCatalog: Sendable {
                     problems.append(ConfigurationError(path: path, "\(DeadLetterAlert.type) is reserved for dead-letter alerts: name the handler _dead.lua"))
                     continue
                 }
-                handlers.append(LoadedHandler(path: path, name: String(file.dropLast(4)), options: instances[0].options, version: HandlerVersion(instances: instances, pool: pool)))
+                let options = instances[0].options
+                var serialKey: SourceConfiguration.FieldSource?
+                if let serial = options.serial {
+                    do throws(ConfigurationError) {
+                        serialKey = try SourceConfiguration.FieldSource(serial, field: "serial", path: path)
+                        if serialKey == .bodyHash { throw ConfigurationError(path: path, "'serial' must be a JSON pointer (/payload/taskId), header:NAME or form:NAME") }
+                        if configuration.respondsSynchronously {
+                            throw ConfigurationError(path: path, "'serial' is not supported in a respond: sync source yet")
+                        }
+                    } catch {
+                        await pool.unload(instances)
+                        problems.append(error)
+                        continue
+                    }
+                }
+                handlers.append(
+                    LoadedHandler(path: path, name: String(file.dropLast(4)), options: options, serialKey: serialKey, version: HandlerVersion(instances: instances, pool: pool)))
             } catch {
                 problems.append(ConfigurationError.fromLua(error, path: path))
             }

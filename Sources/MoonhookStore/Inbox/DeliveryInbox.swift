@@ -63,11 +63,14 @@ public struct InboxDelivery: Sendable, Equatable {
     public var body: [UInt8]
     /// Paths of the handlers resolved for it, relative to the handlers folder.
     public var handlers: [String]
-    /// The ordering key of its pairs (nil: none); kept for flow control, which runs a key's pairs in order.
-    public var orderingKey: String?
+    /// Per handler (path), the key of a `serial` handler's pair: pairs of one handler and key are
+    /// claimed one at a time, in delivery order. The key starts with `block:` or `skip:`, the
+    /// handler's `serial_failure`, which decides whether a failed pair holds back the next.
+    public var orderingKeys: [String: String]
 
     public init(
-        source: String, id: String, type: String, receivedAt: Date, headers: [String: String], body: [UInt8], handlers: [String], orderingKey: String? = nil
+        source: String, id: String, type: String, receivedAt: Date, headers: [String: String], body: [UInt8], handlers: [String],
+        orderingKeys: [String: String] = [:]
     ) {
         self.source = source
         self.id = id
@@ -76,7 +79,16 @@ public struct InboxDelivery: Sendable, Equatable {
         self.headers = headers
         self.body = body
         self.handlers = handlers
-        self.orderingKey = orderingKey
+        self.orderingKeys = orderingKeys
+    }
+
+    /// `orderingKeys` as the stores keep them: a JSON object, or nil when there is none.
+    var storedOrderingKeys: String? { orderingKeys.isEmpty ? nil : StoredJSON.object(orderingKeys) }
+
+    /// `orderingKeys` from what the stores keep.
+    static func orderingKeys(stored: String?) -> [String: String] {
+        guard let stored, let data = stored.data(using: .utf8) else { return [:] }
+        return (try? JSONDecoder().decode([String: String].self, from: data)) ?? [:]
     }
 }
 

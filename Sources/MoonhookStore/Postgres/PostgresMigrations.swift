@@ -81,6 +81,8 @@ enum PostgresMigrations {
         ],
         // 2: handlers' key-value writes in batches.
         [PostgresStore.keyValueFunction],
+        // 3: a serial handler's pairs of one key, in delivery order (`SerialOrder`).
+        ["CREATE INDEX pairs_order ON pairs (handler, ordering_key, delivery) WHERE ordering_key IS NOT NULL"],
     ]
 
     static func version(on client: PostgresClient, logger: Logger) async throws -> Int {

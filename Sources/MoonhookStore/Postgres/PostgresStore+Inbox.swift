@@ -78,7 +78,7 @@ extension PostgresStore {
                     \(items.map(\.delivery.type))::text[], \(items.map { Self.milliseconds($0.delivery.receivedAt) })::int8[],
                     \(items.map { StoredJSON.object($0.delivery.headers) })::text[], \(items.map { ByteBuffer(bytes: $0.delivery.body) })::bytea[],
                     \(items.map { StoredJSON.array($0.delivery.handlers) })::text[], \(items.map { $0.claimedUntil ?? 0 })::int8[],
-                    \(items.map { $0.delivery.orderingKey ?? "" })::text[])
+                    \(items.map { $0.delivery.storedOrderingKeys ?? "" })::text[])
                     AS t(ord, source, id, type, received_at, headers, body, handlers, claimed_until, ordering_key)
             ), fresh AS (
                 SELECT DISTINCT ON (source, id) * FROM input ORDER BY source, id, ord
@@ -92,7 +92,7 @@ extension PostgresStore {
                 SELECT s.seq, h.handler, s.source,
                        CASE WHEN f.claimed_until = 0 THEN 'pending' ELSE 'running' END,
                        CASE WHEN f.claimed_until = 0 THEN 0 ELSE 1 END,
-                       f.received_at, NULLIF(f.claimed_until, 0), f.received_at, NULLIF(f.ordering_key, '')
+                       f.received_at, NULLIF(f.claimed_until, 0), f.received_at, NULLIF(f.ordering_key, '')::jsonb ->> h.handler
                 FROM stored s JOIN fresh f ON f.source = s.source AND f.id = s.id
                 CROSS JOIN LATERAL jsonb_array_elements_text(f.handlers::jsonb) AS h(handler)
             )
@@ -178,6 +178,7 @@ extension PostgresStore {
                     FROM pairs
                     WHERE pairs.handler = h.handler
                       AND ((status IN ('pending', 'retry') AND due_at <= \(now)) OR (status = 'running' AND lease_until <= \(now)))
+                      AND \(unescaped: SerialOrder.claimable("pairs"))
                     ORDER BY due, delivery
                     LIMIT \(perHandler)
                     FOR UPDATE SKIP LOCKED
@@ -260,7 +261,7 @@ extension PostgresStore {
         let headers = (try? JSONDecoder().decode([String: String].self, from: Data(headerText.utf8))) ?? [:]
         var delivery = InboxDelivery(
             source: source, id: id, type: type, receivedAt: date(received), headers: headers, body: Array(body.readableBytesView), handlers: [],
-            orderingKey: orderingKey)
+            orderingKeys: InboxDelivery.orderingKeys(stored: orderingKey))
         delivery.seq = seq
         return delivery
     }
@@ -342,8 +343,8 @@ extension PostgresStore {
                 try await connection.query(
                     """
                     INSERT INTO pairs (delivery, handler, source, status, due_at, updated_at, ordering_key)
-                    SELECT \(pair.delivery.seq), handler, \(pair.delivery.source), 'pending', \(now), \(now), \(pair.delivery.orderingKey)::text
-                    FROM unnest(\(handlers)::text[]) AS h(handler)
+                    SELECT \(pair.delivery.seq), handler, \(pair.delivery.source), 'pending', \(now), \(now), NULLIF(key, '')
+                    FROM unnest(\(handlers)::text[], \(handlers.map { pair.delivery.orderingKeys[$0] ?? "" })::text[]) AS h(handler, key)
                     ON CONFLICT (delivery, handler) DO UPDATE SET status = 'pending', due_at = \(now), failures = 0, lease_until = NULL, updated_at = \(now)
                     WHERE pairs.status <> 'running'
                     """,

@@ -25,7 +25,7 @@ public struct LuaHandlerOptions: Sendable, Hashable {
 
     /// What a handler table may hold: `handle` and the options. Every option is declared here, so
     /// that the loader, `moonhook check` and the documentation say the same.
-    public static let names = ["handle", "on", "timeout", "retries", "retry_delay", "concurrency", "serial", "serial_failure"]
+    public static let names = ["handle", "on", "timeout", "retries", "retry_delay", "concurrency", "serial", "serial_failure", "max_rate"]
 
     /// The refusal of an entry that is not an option (`key` nil: not a string key).
     public static func unknownOptionMessage(path: String, key: String?) -> String {
@@ -50,6 +50,9 @@ public struct LuaHandlerOptions: Sendable, Hashable {
     /// What a failed event of a `serial` key does to the next: holds it back (the default) or lets
     /// it run and retries after it.
     public var serialFailure: SerialFailure = .block
+    /// At most this many starts per second, minute or hour (`10/s`), across every instance;
+    /// checked by the host, which reads the grammar.
+    public var maxRate: String?
 
     /// `serial_failure`.
     public enum SerialFailure: String, Sendable, Hashable {

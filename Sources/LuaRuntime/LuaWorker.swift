@@ -200,6 +200,11 @@ public actor LuaWorker {
             guard options.serial != nil else { throw LuaError(.invalidHandler, "\(path): 'serial_failure' goes with 'serial'") }
             options.serialFailure = mode
         }
+        switch try field("max_rate") {
+        case .nil: break
+        case let value where !(value.text ?? "").isEmpty: options.maxRate = value.text
+        default: throw LuaError(.invalidHandler, "\(path): 'max_rate' must be a rate such as \"10/s\", \"600/m\" or \"20/h\"")
+        }
         return options
     }
 

@@ -54,14 +54,16 @@ extension SQLiteStore {
             "SELECT seq, source, id, type, received_at, headers, body, ordering_key FROM deliveries WHERE seq = ?1", [.integer(Int(seq))])
         guard let row = rows.first, var delivery = Self.delivery(from: row) else { return nil }
         let pairRows = try await query(
-            "SELECT handler, status, attempts, due_at, last_error FROM pairs WHERE delivery = ?1 AND kind = 'handler' ORDER BY handler",
+            "SELECT handler, status, attempts, due_at, last_error, ordering_key, \(SerialOrder.waitingOn("pairs")) AS waiting_on FROM pairs WHERE delivery = ?1 AND kind = 'handler' ORDER BY handler",
             [.integer(Int(seq))])
         let pairs = pairRows.compactMap { row -> DeliveryDetail.PairDetail? in
             guard let handler = row.column("handler")?.string, let status = row.column("status")?.string.flatMap(PairStatus.init(rawValue:)),
                 let attempts = row.column("attempts")?.integer
             else { return nil }
             let due = (status == .pending || status == .retry) ? row.column("due_at")?.integer.map(Self.date) : nil
-            return DeliveryDetail.PairDetail(handler: handler, status: status, attempts: attempts, dueAt: due, lastError: row.column("last_error")?.string)
+            return DeliveryDetail.PairDetail(
+                handler: handler, status: status, attempts: attempts, dueAt: due, lastError: row.column("last_error")?.string,
+                orderingKey: row.column("ordering_key")?.string, waitingOn: row.column("waiting_on")?.integer.map(Int64.init))
         }
         delivery.handlers = pairs.map(\.handler)
         let attemptRows = try await query(
@@ -79,16 +81,17 @@ extension SQLiteStore {
         return DeliveryDetail(delivery: delivery, pairs: pairs, attempts: attempts)
     }
 
-    public func replay(_ selection: ReplaySelection) async throws -> Int {
+    public func replay(_ selection: ReplaySelection, order: ReplayOrder) async throws -> Int {
         let now = Int(now())
+        let place = order == .keep ? SerialOrder.replayPlace : "NULL"
         return try await writer.perform { connection in
             switch selection {
             case .delivery(let seq):
                 let rows = try await connection.query(
                     """
-                    INSERT INTO pairs (delivery, handler, kind, source, status, due_at, updated_at)
-                    SELECT seq, '', 'replay', source, 'pending', ?2, ?2 FROM deliveries WHERE seq = ?1
-                    ON CONFLICT (delivery, handler) DO UPDATE SET status = 'pending', due_at = ?2, updated_at = ?2
+                    INSERT INTO pairs (delivery, handler, kind, source, status, due_at, updated_at, ordered_at)
+                    SELECT seq, '', 'replay', source, 'pending', ?2, ?2, \(place) FROM deliveries WHERE seq = ?1
+                    ON CONFLICT (delivery, handler) DO UPDATE SET status = 'pending', due_at = ?2, updated_at = ?2, ordered_at = excluded.ordered_at
                     RETURNING delivery
                     """,
                     [.integer(Int(seq)), .integer(now)])
@@ -97,7 +100,7 @@ extension SQLiteStore {
                 let (conditions, binds) = Self.conditions(filter, status: false)
                 let rows = try await connection.query(
                     """
-                    UPDATE pairs SET status = 'pending', due_at = ?, failures = 0, updated_at = ?
+                    UPDATE pairs SET status = 'pending', due_at = ?, failures = 0, updated_at = ?, ordered_at = \(place)
                     WHERE status = 'dead' AND kind = 'handler' AND delivery IN (SELECT d.seq FROM deliveries d WHERE \(conditions))
                     RETURNING delivery
                     """,

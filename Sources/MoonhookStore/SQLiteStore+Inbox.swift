@@ -114,7 +114,9 @@ extension SQLiteStore {
         }
     }
 
-    public func claim(candidates: Int, lease: Duration, choose: @escaping @Sendable ([PairCandidate]) -> [PairCandidate]) async throws -> [ClaimedPair] {
+    public func claim(
+        candidates: Int, lease: Duration, intervals: [String: Duration], choose: @escaping @Sendable ([PairCandidate]) -> [PairCandidate]
+    ) async throws -> [ClaimedPair] {
         let clock = clock
         return try await writer.perform { connection in
             let now = Int(clock.milliseconds())
@@ -155,7 +157,24 @@ extension SQLiteStore {
                 }
                 counts.annotate(&offered)
             }
-            let chosen = offered.isEmpty ? [] : choose(offered)
+            var chosen = offered.isEmpty ? [] : choose(offered)
+            if chosen.contains(where: { intervals[$0.handler] != nil }) {
+                let rated = Array(Set(chosen.map(\.handler).filter { intervals[$0] != nil })).sorted()
+                let rows = try await connection.query(
+                    "SELECT handler, next_at FROM rate_slots WHERE handler IN (\(rated.indices.map { "?\($0 + 1)" }.joined(separator: ", ")))",
+                    rated.map { .text($0) })
+                var slots: [String: Int64] = [:]
+                for row in rows {
+                    if let handler = row.column("handler")?.string, let next = row.column("next_at")?.integer { slots[handler] = Int64(next) }
+                }
+                let spaced = RateSpacing.admit(chosen, slots: slots, intervals: intervals, now: Int64(now))
+                chosen = spaced.admitted
+                for (handler, next) in spaced.slots where slots[handler] != next {
+                    _ = try await connection.query(
+                        "INSERT INTO rate_slots (handler, next_at) VALUES (?1, ?2) ON CONFLICT (handler) DO UPDATE SET next_at = excluded.next_at",
+                        [.text(handler), .integer(Int(next))])
+                }
+            }
             if chosen.isEmpty { return [] }
             var binds: [SQLiteData] = [.integer(now + Int(lease.totalMilliseconds)), .integer(now)]
             var values: [String] = []
@@ -291,8 +310,10 @@ extension SQLiteStore {
             for handler in handlers {
                 _ = try await connection.query(
                     """
-                    INSERT INTO pairs (delivery, handler, source, status, due_at, updated_at, ordering_key) VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?5)
-                    ON CONFLICT (delivery, handler) DO UPDATE SET status = 'pending', due_at = ?4, failures = 0, lease_until = NULL, updated_at = ?4
+                    INSERT INTO pairs (delivery, handler, source, status, due_at, updated_at, ordering_key, ordered_at)
+                    VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?5, (SELECT ordered_at FROM pairs WHERE delivery = ?1 AND handler = ''))
+                    ON CONFLICT (delivery, handler) DO UPDATE SET status = 'pending', due_at = ?4, failures = 0, lease_until = NULL, updated_at = ?4,
+                        ordered_at = excluded.ordered_at
                     WHERE pairs.status != 'running'
                     """,
                     [.integer(Int(pair.delivery.seq)), .text(handler), .text(pair.delivery.source), .integer(now),

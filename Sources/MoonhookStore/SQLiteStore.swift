@@ -282,6 +282,14 @@ enum SQLiteMigrations {
         END;
         CREATE INDEX pairs_order ON pairs (handler, ordering_key, delivery) WHERE ordering_key IS NOT NULL;
         """,
+        // 5: a replayed pair's place in its key's order (`SerialOrder.place`).
+        """
+        ALTER TABLE pairs ADD COLUMN ordered_at INTEGER;
+        """,
+        // 6: handlers' max_rate, store-wide (`RateSpacing`).
+        """
+        CREATE TABLE rate_slots (handler TEXT PRIMARY KEY, next_at INTEGER NOT NULL);
+        """,
     ]
 
     /// A step's statements: split at each `;` that ends a line, except inside a trigger's

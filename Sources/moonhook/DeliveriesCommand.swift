@@ -140,6 +140,8 @@ struct DeliveriesCommand: AsyncParsableCommand {
         var since: String?
         @Option(help: "With --status: only deliveries received before this time (ISO 8601) or this long ago (2h, 7d).")
         var until: String?
+        @Flag(help: "A serial handler's replayed event runs at its own place in its key's order, ahead of newer ones, instead of behind them.")
+        var outOfOrder = false
 
         func validate() throws {
             if delivery == nil && status == nil { throw ValidationError("give a delivery, or --status dead") }
@@ -151,11 +153,11 @@ struct DeliveriesCommand: AsyncParsableCommand {
             let filter = try await usage { try DeliveryReport.filter(status: nil, source: source, type: type, since: since, until: until, limit: nil, defaultStatus: .dead, prefix: "--") }
             let count = try await options.withStore { store in
                 if let delivery {
-                    let count = try await store.replay(.delivery(try await lookup(delivery, store)))
+                    let count = try await store.replay(.delivery(try await lookup(delivery, store)), order: outOfOrder ? .ignore : .keep)
                     guard count > 0 else { throw ValidationError("no delivery \(delivery)") }
                     return count
                 }
-                return try await store.replay(.dead(filter))
+                return try await store.replay(.dead(filter), order: outOfOrder ? .ignore : .keep)
             }
             print("replaying \(count) deliver\(count == 1 ? "y" : "ies")")
         }

@@ -32,6 +32,13 @@ import Testing
         #expect(first.map(\.delivery.id).sorted() == ["d0", "d1"])
         #expect(try await Self.claim(store) == [], "a key's next pair ran while its head was running")
         for pair in first where pair.delivery.id == "d0" { #expect(try await store.finish(pair, outcome: .done, record: Self.record)) }
+        // What `show` says: d2 (k0) waits behind nothing now, d3 (k1) behind d1.
+        let page = try await store.deliveries(DeliveryFilter())
+        let seq = Dictionary(page.deliveries.map { ($0.id, $0.seq) }, uniquingKeysWith: { $1 })
+        let waiting = try #require(try await store.show(seq["d3"]!)).pairs.first
+        #expect(waiting?.orderingKey == "k1")
+        #expect(waiting?.waitingOn == seq["d1"])
+        #expect(try await store.show(seq["d2"]!)?.pairs.first?.waitingOn == nil)
         let second = try await store.claim(candidates: 100, lease: .seconds(30)) { $0 }
         #expect(second.map(\.delivery.id) == ["d2"])
         // A pair without a key is not held back by anything.
@@ -95,5 +102,64 @@ import Testing
         let again = try await store.claim(candidates: 100, lease: .seconds(30)) { $0 }
         #expect(again.map(\.delivery.id) == ["d0"], "the abandoned head reruns first, its key's next waits")
         #expect(again.first?.abandoned == true)
+    }
+
+    /// A replayed event of a serial handler waits behind the pending ones of its key; with
+    /// `.ignore`, it takes its own delivery's place, ahead of the newer ones.
+    @Test(arguments: [(StoreEngine, ReplayOrder)](StoreEngine.all.flatMap { engine in [(engine, .keep), (engine, .ignore)] }))
+    func aReplayWaitsBehindItsKeyUnlessOutOfOrder(engine: StoreEngine, order: ReplayOrder) async throws {
+        let made = try await engine.make()
+        defer { Task { await made.remove() } }
+        let store = made.store
+        try await Self.append(store, count: 3, keys: 1)
+        let seqs = Dictionary(try await store.deliveries(DeliveryFilter()).deliveries.map { ($0.id, $0.seq) }, uniquingKeysWith: { $1 })
+        let first = try await store.claim(candidates: 100, lease: .seconds(30)) { $0 }
+        #expect(first.map(\.delivery.id) == ["d0"])
+        #expect(try await store.finish(first[0], outcome: .done, record: Self.record))
+        let running = try await store.claim(candidates: 100, lease: .seconds(30)) { $0 }
+        #expect(running.map(\.delivery.id) == ["d1"])
+        // d0 replayed while d1 runs and d2 waits: its replay pair resolves its handlers anew.
+        #expect(try await store.replay(.delivery(seqs["d0"]!), order: order) == 1)
+        let replay = try await store.claim(candidates: 100, lease: .seconds(30)) { $0 }
+        #expect(replay.map(\.kind) == [.replay])
+        try await store.resolved(replay[0], handlers: ["x/a.lua"])
+        #expect(try await store.finish(running[0], outcome: .done, record: Self.record))
+        let next = try await store.claim(candidates: 100, lease: .seconds(30)) { $0 }
+        switch order {
+        case .keep:
+            #expect(next.map(\.delivery.id) == ["d2"], "the replayed event went ahead of a pending one")
+            #expect(try await store.show(seqs["d0"]!)?.pairs.first?.waitingOn == seqs["d2"])
+            #expect(try await store.finish(next[0], outcome: .done, record: Self.record))
+            #expect(try await Self.claim(store) == ["d0"])
+        case .ignore:
+            #expect(next.map(\.delivery.id) == ["d0"], "out of order, the replayed event runs at its own place")
+            #expect(try await store.show(seqs["d2"]!)?.pairs.first?.waitingOn == seqs["d0"])
+        }
+    }
+
+    /// `max_rate`: a rated handler's pairs start at least its interval apart, store-wide; other
+    /// handlers' pairs are not held.
+    @Test(arguments: StoreEngine.all) func aRatedHandlerStartsItsPairsAnIntervalApart(engine: StoreEngine) async throws {
+        let time = TestClock()
+        let made = try await engine.make(clock: time.clock)
+        defer { Task { await made.remove() } }
+        let store = made.store
+        for index in 0..<3 {
+            let delivery = InboxDelivery(
+                source: "x", id: "d\(index)", type: "t", receivedAt: Date(timeIntervalSinceNow: -60), headers: [:], body: [], handlers: ["x/a.lua", "x/b.lua"])
+            _ = try await store.append(delivery, retention: Self.week, claimed: false, lease: .seconds(30))
+        }
+        let intervals: [String: Duration] = ["x/a.lua": .seconds(1)]
+        func claim() async throws -> [String] {
+            try await store.claim(candidates: 100, lease: .seconds(30), intervals: intervals) { $0 }.map { "\($0.handler) \($0.delivery.id)" }.sorted()
+        }
+        #expect(try await claim() == ["x/a.lua d0", "x/b.lua d0", "x/b.lua d1", "x/b.lua d2"])
+        #expect(try await claim() == [], "a second start within the interval")
+        time.advance(by: .milliseconds(999))
+        #expect(try await claim() == [])
+        time.advance(by: .milliseconds(1))
+        #expect(try await claim() == ["x/a.lua d1"])
+        time.advance(by: .seconds(5))
+        #expect(try await claim() == ["x/a.lua d2"], "a quiet spell does not let a burst through")
     }
 }

@@ -170,11 +170,52 @@ import Testing
                 let seen = try await store.get("s", "seen:\(key)").map { String(decoding: $0, as: UTF8.self) }
                 #expect(seen == "[1,2,3,4,5,6,7,8,9,10]", "key \(key) ran out of order or overlapped: \(seen ?? "nothing")")
             }
+            // The admin API's replay takes the order to keep; a wrong one is refused with its reason.
+            let seq = try #require(try await store.deliveries(DeliveryFilter(id: "a-3")).deliveries.first?.seq)
+            let bogus = try await client.execute(uri: "/admin/deliveries/\(seq)/replay?order=later", method: .post, headers: [.authorization: "Bearer admin-token"])
+            #expect(bogus.status == .badRequest)
+            #expect(String(buffer: bogus.body) == "order must be keep or ignore, got 'later'\n")
+            let ignored = try await client.execute(uri: "/admin/deliveries/\(seq)/replay?order=ignore", method: .post, headers: [.authorization: "Bearer admin-token"])
+            #expect(ignored.status == .ok)
+            let shown = try await DeliveryTests.admin(client, "/admin/deliveries/\(seq)")
+            #expect((shown["handlers"] as? [[String: Any]])?.first?["serial_key"] as? String == "a")
             await store.close()
         }
     }
 
-    @Test func serialOptionsAreChecked() async throws {
+    /// `max_rate = "20/s"`: a backlog of 30 starts at no more than 20 a second, spaced out, through
+    /// two workers; nothing is refused.
+    @Test(arguments: StoreEngine.all) func aMaxRateSpacesTheStarts(engine: StoreEngine) async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("s/source.yaml", "scheme: none\nid: /id\n")
+        try handlers.write("s/call.lua", "return { max_rate = '20/s', handle = function(e) kv.set('start:' .. e.body.id, time.now()) end }")
+        var configuration = try await DeliveryTests.configuration(handlers, engine)
+        configuration.workers = 2
+        configuration.deliveries.lease = .seconds(60)
+        let app = try await buildApplication(configuration: configuration, environment: [:], logger: LogRecords().logger())
+        let location = configuration.store
+        try await app.test(.live) { client in
+            for index in 0..<30 { #expect(try await Self.post(client, "s", #"{"type":"call","id":"c-\#(index)"}"#).status == .accepted) }
+            let store = try await StoreLocation(location).open(logger: LogRecords().logger())
+            var starts: [Double] = []
+            for _ in 0..<100 {
+                starts = try await store.list("s", prefix: "start:", limit: 100, after: nil).compactMap { Double(String(decoding: $0.value, as: UTF8.self)) }
+                if starts.count == 30 { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(starts.count == 30)
+            starts.sort()
+            // Measured where the handler starts, a little after its claim: single gaps jitter, the rate over 29 does not.
+            let gaps = zip(starts.dropFirst(), starts).map { $0 - $1 }
+            let rate = Double(starts.count - 1) / ((starts.last ?? 0) - (starts.first ?? 0))
+            #expect(rate <= 22, "30 starts at \(rate)/s, more than 10% over 20/s")
+            #expect((gaps.min() ?? 0) >= 0.02, "two starts \(gaps.min() ?? 0) s apart: a burst, not spaced")
+            await store.close()
+        }
+    }
+
+    @Test func serialAndRateOptionsAreChecked() async throws {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }
         try handlers.write("a/source.yaml", "scheme: none\n")
@@ -184,8 +225,10 @@ import Testing
         try handlers.write("a/number.lua", "return { serial = 5, handle = function() end }")
         try handlers.write("b/source.yaml", "scheme: none\nrespond: sync\n")
         try handlers.write("b/sync.lua", "return { serial = 'header:X-Key', handle = function() end }")
+        try handlers.write("b/rate.lua", "return { max_rate = '10/s', handle = function() end }")
+        try handlers.write("a/rate.lua", "return { max_rate = '10 per second', handle = function() end }")
         try handlers.write("c/source.yaml", "scheme: none\n")
-        try handlers.write("c/ok.lua", "return { serial = 'form:Sid', serial_failure = 'skip', handle = function() end }")
+        try handlers.write("c/ok.lua", "return { serial = 'form:Sid', serial_failure = 'skip', max_rate = '600/m', handle = function() end }")
         let result = try await MoonhookProcess.detached { try MoonhookProcess.run(["check", "--handlers", handlers.folder.path]) }
         #expect(result.status == 1)
         for line in [
@@ -194,6 +237,8 @@ import Testing
             "a/mode.lua: 'serial_failure' must be \"block\" or \"skip\"",
             "a/number.lua: 'serial' must name where the key is: a JSON pointer (/payload/taskId), header:NAME or form:NAME",
             "b/sync.lua: 'serial' is not supported in a respond: sync source yet",
+            "b/rate.lua: 'max_rate' is not supported in a respond: sync source yet",
+            "a/rate.lua: 'max_rate' must be a rate such as \"10/s\", \"600/m\" or \"20/h\", got '10 per second'",
             "ok: c (none, 1 handlers)",
         ] {
             #expect(result.out.contains(line + "\n"), "\(line) in \(result.out)")

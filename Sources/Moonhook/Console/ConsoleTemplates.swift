@@ -125,6 +125,7 @@ enum ConsoleTemplates {
         {{#pairs}}
         <section class="pair">
         <h3>{{handler}} <span class="status {{status}}">{{status}}</span></h3>
+        {{#serial_key}}<p class="hint">serial key <code>{{serial_key}}</code>{{#waiting_on}}: waits behind <a href="/console/deliveries/{{waiting_on}}">delivery {{waiting_on}}</a>{{/waiting_on}}</p>{{/serial_key}}
         <p>{{attempts}} attempt(s){{#due}}, next due {{due}}{{/due}}{{#last_error}}; last error: <code class="error">{{last_error}}</code>{{/last_error}}</p>
         <table class="attempts">
         <tr><th>Attempt</th><th>Outcome</th><th>Started</th><th>Duration</th><th>Error</th></tr>

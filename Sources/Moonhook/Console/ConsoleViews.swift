@@ -46,6 +46,8 @@ enum ConsoleViews {
             var entry: [String: Any] = ["handler": pair.handler, "status": pair.status.rawValue, "attempts": pair.attempts]
             if let due = pair.dueAt, pair.status == .retry || pair.status == .pending { entry["due"] = time(due) }
             if let error = pair.lastError { entry["last_error"] = error }
+            if let key = pair.orderingKey { entry["serial_key"] = key }
+            if let seq = pair.waitingOn { entry["waiting_on"] = seq }
             entry["runs"] = detail.attempts.filter { $0.handler == pair.handler }.map { attempt -> [String: Any] in
                 var run: [String: Any] = [
                     "attempt": attempt.attempt, "outcome": attempt.outcome.rawValue, "started": time(attempt.startedAt),

@@ -71,6 +71,8 @@ public enum DeliveryReport {
                 var entry: [String: Any] = ["handler": pair.handler, "status": pair.status.rawValue, "attempts": pair.attempts]
                 if let due = pair.dueAt { entry["due_at"] = TimeAPI.iso8601(due) }
                 if let error = pair.lastError { entry["last_error"] = error }
+                if let key = pair.orderingKey { entry["serial_key"] = key }
+                if let seq = pair.waitingOn { entry["waiting_on"] = seq }
                 return entry
             },
             "attempts": detail.attempts.map { attempt -> [String: Any] in

@@ -39,6 +39,8 @@ public final class HandlerDispatcher: Service, Sendable {
     private let signal: AsyncStream<Signal>.Continuation
     /// A wake is queued and not yet acted on: further wakes add nothing.
     private let wakeQueued = Atomic(false)
+    /// When the next `pokeLater` wake comes, if one is set.
+    private let laterWake = Mutex<ContinuousClock.Instant?>(nil)
     /// Pairs may be waiting in the inbox for a free slot: a finished invocation should look.
     private let backlog = Atomic(true)
 
@@ -140,6 +142,7 @@ public final class HandlerDispatcher: Service, Sendable {
                             backlog.store(false, ordering: .relaxed)
                             let claimed = await claimer.claim()
                             pairs = claimed.pairs
+                            if let wait = claimed.wakeAfter { pokeLater(after: wait) }
                             switch claimed.room {
                             // No slot free: the next invocation to finish looks again.
                             case .none: backlog.store(true, ordering: .relaxed)
@@ -165,6 +168,23 @@ public final class HandlerDispatcher: Service, Sendable {
                 self.signal.finish()
             }
             background.cancelAll()
+        }
+    }
+
+    /// Wakes the claim loop once `wait` has passed (a rated handler's next start), unless a wake is
+    /// already set for then or sooner.
+    private func pokeLater(after wait: Duration) {
+        let due = ContinuousClock.now + wait
+        let set = laterWake.withLock { current -> Bool in
+            if let current, current <= due, current > .now { return false }
+            current = due
+            return true
+        }
+        guard set else { return }
+        Task {
+            try? await Task.sleep(until: due, clock: .continuous)
+            laterWake.withLock { if $0 == due { $0 = nil } }
+            self.poke()
         }
     }
 

@@ -23,14 +23,25 @@ struct PairClaimer: Sendable {
         case filled
     }
 
+    /// The least time between two starts of each rated handler (`max_rate`), by path.
+    private func intervals() -> [String: Duration] {
+        var intervals: [String: Duration] = [:]
+        for source in sources.catalog.sources.values {
+            for handler in source.handlers { if let interval = handler.startInterval { intervals[handler.path] = interval } }
+        }
+        return intervals
+    }
+
     /// The pairs leased to this process, tracked as running here.
-    func claim() async -> (pairs: [ClaimedPair], room: Room) {
+    /// `wakeAfter`: a rated handler had a pair due whose time to start had not come; look again then.
+    func claim() async -> (pairs: [ClaimedPair], room: Room, wakeAfter: Duration?) {
         let free = ledger.state.withLock { $0.slots.free }
-        guard free > 0 else { return ([], .none) }
+        guard free > 0 else { return ([], .none, nil) }
         let choice = Choice()
         let pairs: [ClaimedPair]
+        let intervals = intervals()
         do {
-            pairs = try await inbox.claim(candidates: free, lease: lease) { candidates in
+            pairs = try await inbox.claim(candidates: free, lease: lease, intervals: intervals) { candidates in
                 choose(from: candidates, free: free, into: choice)
             }
         } catch {
@@ -51,7 +62,8 @@ struct PairClaimer: Sendable {
                 for pair in pairs { DispatchLedger.track(pair, in: &state) }
                 return unclaimed.flatMap { state.slots.give(source: $0.source, handler: $0.handler) }
             })
-        return (pairs, pairs.count >= free ? .filled : .left)
+        let held = unclaimed.compactMap { intervals[$0.handler] }.min()
+        return (pairs, pairs.count >= free ? .filled : .left, held)
     }
 
     /// What the transaction chose last: a transaction run again chooses again. Once the claim

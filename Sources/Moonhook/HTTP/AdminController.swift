@@ -43,7 +43,8 @@ struct AdminController: Sendable {
         router.post("/admin/deliveries/:seq/replay") { request, context in
             try authorize(request)
             let seq = try AdminCall.seq(context)
-            let count = try await AdminCall.store { try await inbox.replay(.delivery(seq)) }
+            let order = try replayOrder(request)
+            let count = try await AdminCall.store { try await inbox.replay(.delivery(seq), order: order) }
             guard count > 0 else { throw HTTPFailure(.notFound, "no delivery \(seq)") }
             dispatcher.wake()
             return json(["replayed": count])
@@ -52,9 +53,17 @@ struct AdminController: Sendable {
             try authorize(request)
             let filter = try filter(request, defaultStatus: .dead)
             guard filter.status == .dead else { throw HTTPFailure(.badRequest, "replay by filter takes status=dead only") }
-            let count = try await AdminCall.store { try await inbox.replay(.dead(filter)) }
+            let order = try replayOrder(request)
+            let count = try await AdminCall.store { try await inbox.replay(.dead(filter), order: order) }
             dispatcher.wake()
             return json(["replayed": count])
+        }
+        /// `order=ignore`: a serial handler's replayed pair takes its own place in its key's order
+        /// instead of waiting behind the pending ones.
+        @Sendable func replayOrder(_ request: Request) throws -> ReplayOrder {
+            guard let text = request.uri.queryParameters.get("order") else { return .keep }
+            guard let order = ReplayOrder(rawValue: text) else { throw HTTPFailure(.badRequest, "order must be keep or ignore, got '\(text)'") }
+            return order
         }
         router.post("/admin/deliveries/purge") { request, _ in
             try authorize(request)

@@ -176,8 +176,9 @@ struct HookController: Sendable {
         let metadata: Logger.Metadata = ["source": "\(delivery.source)", "event.type": "\(delivery.type)", "delivery.id": "\(delivery.id)"]
         let synchronous = source.configuration.respondsSynchronously && !delivery.handlers.isEmpty
         // With room in the dispatcher, the delivery is stored claimed and handed over at once.
-        // A pair with an ordering key waits its turn in the inbox: never handed over at once.
-        let reservation = synchronous || !delivery.orderingKeys.isEmpty ? nil : dispatcher.reserve(source: source, handlers: handlers)
+        // A pair with an ordering key or a rate waits its turn in the inbox: never handed over at once.
+        let waits = !delivery.orderingKeys.isEmpty || handlers.contains { $0.startInterval != nil }
+        let reservation = synchronous || waits ? nil : dispatcher.reserve(source: source, handlers: handlers)
         let result: AppendResult
         do {
             result = try await inbox.append(delivery, retention: settings.retention, claimed: synchronous || reservation != nil, lease: settings.lease)

@@ -10,6 +10,8 @@ public struct LoadedHandler: Sendable {
     public let options: LuaHandlerOptions
     /// `serial`: where the key of its one-at-a-time, in-order runs is (nil: no order).
     let serialKey: SourceConfiguration.FieldSource?
+    /// `max_rate`: the least time between two starts, across every instance (nil: no limit).
+    let startInterval: Duration?
     /// The compiled handler in every worker; released from them once no copy of this value is left.
     let version: HandlerVersion
     /// The handler in each worker, in the pool's order.

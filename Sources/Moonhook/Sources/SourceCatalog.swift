@@ -80,6 +80,20 @@ public struct SourceCatalog: Sendable {
                 }
                 let options = instances[0].options
                 var serialKey: SourceConfiguration.FieldSource?
+                var startInterval: Duration?
+                if let text = options.maxRate {
+                    guard let rate = Rate(text) else {
+                        await pool.unload(instances)
+                        problems.append(ConfigurationError(path: path, "'max_rate' must be a rate such as \"10/s\", \"600/m\" or \"20/h\", got '\(text)'"))
+                        continue
+                    }
+                    guard !configuration.respondsSynchronously else {
+                        await pool.unload(instances)
+                        problems.append(ConfigurationError(path: path, "'max_rate' is not supported in a respond: sync source yet"))
+                        continue
+                    }
+                    startInterval = .nanoseconds(Int64((1e9 / rate.perSecond).rounded()))
+                }
                 if let serial = options.serial {
                     do throws(ConfigurationError) {
                         serialKey = try SourceConfiguration.FieldSource(serial, field: "serial", path: path)
@@ -94,7 +108,7 @@ public struct SourceCatalog: Sendable {
                     }
                 }
                 handlers.append(
-                    LoadedHandler(path: path, name: String(file.dropLast(4)), options: options, serialKey: serialKey, version: HandlerVersion(instances: instances, pool: pool)))
+                    LoadedHandler(path: path, name: String(file.dropLast(4)), options: options, serialKey: serialKey, startInterval: startInterval, version: HandlerVersion(instances: instances, pool: pool)))
             } catch {
                 problems.append(ConfigurationError.fromLua(error, path: path))
             }

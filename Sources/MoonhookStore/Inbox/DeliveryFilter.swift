@@ -54,6 +54,26 @@ public enum ReplaySelection: Sendable, Equatable {
     case dead(DeliveryFilter)
 }
 
+/// Where a replayed pair of a `serial` handler goes among the other pairs of its key.
+public enum ReplayOrder: String, Sendable, Equatable {
+    /// Behind every pair of its key stored or replayed before the replay.
+    case keep
+    /// At its own delivery's place: ahead of the newer ones (`--out-of-order`, `?order=ignore`).
+    case ignore
+}
+
+extension DeliveryInbox {
+    /// `claim` with no handler's rate limited.
+    public func claim(candidates: Int, lease: Duration, choose: @escaping @Sendable ([PairCandidate]) -> [PairCandidate]) async throws -> [ClaimedPair] {
+        try await claim(candidates: candidates, lease: lease, intervals: [:], choose: choose)
+    }
+
+    /// `replay(selection, order: .keep)`.
+    public func replay(_ selection: ReplaySelection) async throws -> Int {
+        try await replay(selection, order: .keep)
+    }
+}
+
 /// A line of `deliveries list`.
 public struct DeliverySummary: Sendable, Equatable {
     public var seq: Int64
@@ -92,13 +112,21 @@ public struct DeliveryDetail: Sendable, Equatable {
         public var attempts: Int
         public var dueAt: Date?
         public var lastError: String?
+        /// A `serial` handler's key for this delivery (without its `block:`/`skip:` mode).
+        public var orderingKey: String?
+        /// The delivery whose pair of the same handler and key this one waits behind, if it waits.
+        public var waitingOn: Int64?
 
-        public init(handler: String, status: PairStatus, attempts: Int, dueAt: Date?, lastError: String?) {
+        public init(
+            handler: String, status: PairStatus, attempts: Int, dueAt: Date?, lastError: String?, orderingKey: String? = nil, waitingOn: Int64? = nil
+        ) {
             self.handler = handler
             self.status = status
             self.attempts = attempts
             self.dueAt = dueAt
             self.lastError = lastError
+            self.orderingKey = orderingKey.map { key in key.firstIndex(of: ":").map { String(key[key.index(after: $0)...]) } ?? key }
+            self.waitingOn = waitingOn
         }
     }
 

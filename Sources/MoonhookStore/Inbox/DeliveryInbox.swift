@@ -15,8 +15,11 @@ public protocol DeliveryInbox: Sendable {
     /// Leases due pairs: new ones, retries whose time has come, and running ones whose lease ran
     /// out (their process died). `choose` sees the candidates, oldest first, and returns those to
     /// take; each taken pair's attempt count goes up by one. `choose` may be called more than once
-    /// (a transaction run again): each call replaces the previous choice.
-    func claim(candidates: Int, lease: Duration, choose: @escaping @Sendable ([PairCandidate]) -> [PairCandidate]) async throws -> [ClaimedPair]
+    /// (a transaction run again): each call replaces the previous choice. `intervals` gives, by
+    /// handler, the least time between two starts (`max_rate`), held store-wide (`RateSpacing`).
+    func claim(
+        candidates: Int, lease: Duration, intervals: [String: Duration], choose: @escaping @Sendable ([PairCandidate]) -> [PairCandidate]
+    ) async throws -> [ClaimedPair]
     /// Extends the leases of pairs this process is running; a pair no longer on that attempt is left alone.
     func renew(_ pairs: [PairLease], lease: Duration) async throws
     /// Gives a delivery's (source, id) back, so that a resend is not taken for a duplicate: for a
@@ -33,8 +36,10 @@ public protocol DeliveryInbox: Sendable {
     func deliveries(_ filter: DeliveryFilter) async throws -> DeliveryPage
     /// One delivery with its body, headers, pairs and every attempt; nil when unknown.
     func show(_ seq: Int64) async throws -> DeliveryDetail?
-    /// Makes deliveries run again: see `ReplaySelection`. Returns how many deliveries.
-    func replay(_ selection: ReplaySelection) async throws -> Int
+    /// Makes deliveries run again: see `ReplaySelection`; a `serial` handler's replayed pair waits
+    /// behind the pending ones of its key, or with `.ignore` takes its own place in the order.
+    /// Returns how many deliveries.
+    func replay(_ selection: ReplaySelection, order: ReplayOrder) async throws -> Int
     /// Deletes the deliveries matching `filter` (its `limit` and `cursor` ignored): with
     /// `onlyFinished`, only those whose every pair is done (retention), otherwise whatever their
     /// state. Returns how many.

@@ -83,6 +83,10 @@ enum PostgresMigrations {
         [PostgresStore.keyValueFunction],
         // 3: a serial handler's pairs of one key, in delivery order (`SerialOrder`).
         ["CREATE INDEX pairs_order ON pairs (handler, ordering_key, delivery) WHERE ordering_key IS NOT NULL"],
+        // 4: a replayed pair's place in its key's order (`SerialOrder.place`).
+        ["ALTER TABLE pairs ADD COLUMN ordered_at bigint"],
+        // 5: handlers' max_rate, store-wide (`RateSpacing`).
+        ["CREATE TABLE rate_slots (handler text PRIMARY KEY, next_at bigint NOT NULL)"],
     ]
 
     static func version(on client: PostgresClient, logger: Logger) async throws -> Int {

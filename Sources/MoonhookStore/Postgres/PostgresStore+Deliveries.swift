@@ -65,13 +65,18 @@ extension PostgresStore {
         var delivery = try Self.delivery(from: row)
         let pairRows = try await run(
             "reading a delivery's pairs",
-            "SELECT handler, status, attempts::int8, due_at, last_error FROM pairs WHERE delivery = \(seq) AND kind = 'handler' ORDER BY handler")
+            """
+            SELECT handler, status, attempts::int8, due_at, last_error, ordering_key, \(unescaped: SerialOrder.waitingOn("pairs")) AS waiting_on
+            FROM pairs WHERE delivery = \(seq) AND kind = 'handler' ORDER BY handler
+            """)
         var pairs: [DeliveryDetail.PairDetail] = []
         for row in pairRows {
-            let (handler, statusName, attempts, due, lastError) = try row.decode((String, String, Int64, Int64, String?).self)
+            let (handler, statusName, attempts, due, lastError, orderingKey, waitingOn) = try row.decode((String, String, Int64, Int64, String?, String?, Int64?).self)
             guard let status = PairStatus(rawValue: statusName) else { continue }
             let dueAt = (status == .pending || status == .retry) ? Self.date(due) : nil
-            pairs.append(DeliveryDetail.PairDetail(handler: handler, status: status, attempts: Int(attempts), dueAt: dueAt, lastError: lastError))
+            pairs.append(
+                DeliveryDetail.PairDetail(
+                    handler: handler, status: status, attempts: Int(attempts), dueAt: dueAt, lastError: lastError, orderingKey: orderingKey, waitingOn: waitingOn))
         }
         delivery.handlers = pairs.map(\.handler)
         let attemptRows = try await run(
@@ -92,22 +97,22 @@ extension PostgresStore {
         return DeliveryDetail(delivery: delivery, pairs: pairs, attempts: attempts)
     }
 
-    public func replay(_ selection: ReplaySelection) async throws -> Int {
-        let replayed = try await replayPairs(selection)
+    public func replay(_ selection: ReplaySelection, order: ReplayOrder) async throws -> Int {
+        let replayed = try await replayPairs(selection, place: order == .keep ? SerialOrder.replayPlace : "NULL")
         if replayed > 0 { notifyDue() }
         return replayed
     }
 
-    private func replayPairs(_ selection: ReplaySelection) async throws -> Int {
+    private func replayPairs(_ selection: ReplaySelection, place: String) async throws -> Int {
         let now = now()
         switch selection {
         case .delivery(let seq):
             let rows = try await run(
                 "replaying a delivery",
                 """
-                INSERT INTO pairs (delivery, handler, kind, source, status, due_at, updated_at)
-                SELECT seq, '', 'replay', source, 'pending', \(now), \(now) FROM deliveries WHERE seq = \(seq)
-                ON CONFLICT (delivery, handler) DO UPDATE SET status = 'pending', due_at = \(now), updated_at = \(now)
+                INSERT INTO pairs (delivery, handler, kind, source, status, due_at, updated_at, ordered_at)
+                SELECT seq, '', 'replay', source, 'pending', \(now), \(now), \(unescaped: place) FROM deliveries WHERE seq = \(seq)
+                ON CONFLICT (delivery, handler) DO UPDATE SET status = 'pending', due_at = \(now), updated_at = \(now), ordered_at = excluded.ordered_at
                 RETURNING delivery
                 """)
             return rows.count
@@ -120,7 +125,7 @@ extension PostgresStore {
                 statement.query(
                     """
                     WITH replayed AS (
-                        UPDATE pairs SET status = 'pending', due_at = \(nowBind), failures = 0, updated_at = \(nowBind)
+                        UPDATE pairs SET status = 'pending', due_at = \(nowBind), failures = 0, updated_at = \(nowBind), ordered_at = \(place)
                         WHERE status = 'dead' AND kind = 'handler' AND delivery IN (SELECT d.seq FROM deliveries d WHERE \(conditions))
                         RETURNING delivery
                     )

@@ -156,7 +156,9 @@ extension PostgresStore {
         try await run("giving a delivery id back", "UPDATE deliveries SET dedup = false WHERE seq = \(seq)")
     }
 
-    public func claim(candidates: Int, lease: Duration, choose: @escaping @Sendable ([PairCandidate]) -> [PairCandidate]) async throws -> [ClaimedPair] {
+    public func claim(
+        candidates: Int, lease: Duration, intervals: [String: Duration], choose: @escaping @Sendable ([PairCandidate]) -> [PairCandidate]
+    ) async throws -> [ClaimedPair] {
         let now = now()
         let perHandler = Int64(max(1, candidates))
         return try await transaction("claiming pairs") { connection in
@@ -205,7 +207,26 @@ extension PostgresStore {
                 }
                 counts.annotate(&offered)
             }
-            let chosen = offered.isEmpty ? [] : choose(offered)
+            var chosen = offered.isEmpty ? [] : choose(offered)
+            if chosen.contains(where: { intervals[$0.handler] != nil }) {
+                let rated = Array(Set(chosen.map(\.handler).filter { intervals[$0] != nil })).sorted()
+                var slots: [String: Int64] = [:]
+                for row in try await connection.query("SELECT handler, next_at FROM rate_slots WHERE handler = ANY(\(rated)::text[])", logger: self.logger).collect() {
+                    let (handler, next) = try row.decode((String, Int64).self)
+                    slots[handler] = next
+                }
+                let spaced = RateSpacing.admit(chosen, slots: slots, intervals: intervals, now: now)
+                chosen = spaced.admitted
+                let changed = spaced.slots.filter { slots[$0.key] != $0.value }.sorted { $0.key < $1.key }
+                if !changed.isEmpty {
+                    try await connection.query(
+                        """
+                        INSERT INTO rate_slots (handler, next_at) SELECT * FROM unnest(\(changed.map(\.key))::text[], \(changed.map(\.value))::int8[])
+                        ON CONFLICT (handler) DO UPDATE SET next_at = excluded.next_at
+                        """,
+                        logger: self.logger)
+                }
+            }
             if chosen.isEmpty { return [] }
             // Abandoned at its deadline: lease nothing that nobody would run.
             try Task.checkCancellation()
@@ -342,10 +363,12 @@ extension PostgresStore {
             if !handlers.isEmpty {
                 try await connection.query(
                     """
-                    INSERT INTO pairs (delivery, handler, source, status, due_at, updated_at, ordering_key)
-                    SELECT \(pair.delivery.seq), handler, \(pair.delivery.source), 'pending', \(now), \(now), NULLIF(key, '')
+                    INSERT INTO pairs (delivery, handler, source, status, due_at, updated_at, ordering_key, ordered_at)
+                    SELECT \(pair.delivery.seq), handler, \(pair.delivery.source), 'pending', \(now), \(now), NULLIF(key, ''),
+                           (SELECT ordered_at FROM pairs WHERE delivery = \(pair.delivery.seq) AND handler = '')
                     FROM unnest(\(handlers)::text[], \(handlers.map { pair.delivery.orderingKeys[$0] ?? "" })::text[]) AS h(handler, key)
-                    ON CONFLICT (delivery, handler) DO UPDATE SET status = 'pending', due_at = \(now), failures = 0, lease_until = NULL, updated_at = \(now)
+                    ON CONFLICT (delivery, handler) DO UPDATE SET status = 'pending', due_at = \(now), failures = 0, lease_until = NULL, updated_at = \(now),
+                        ordered_at = excluded.ordered_at
                     WHERE pairs.status <> 'running'
                     """,
                     logger: self.logger)

@@ -1,0 +1,26 @@
+/// A handler's `max_rate`, store-wide: the least time between two starts, kept as the time its
+/// next pair may start (`rate_slots`, one row per rated handler, read and written inside the claim's
+/// transaction, which every process takes one at a time). A chosen pair whose time has not come is
+/// not leased and stays due; the claimer looks again when it comes.
+public enum RateSpacing {
+    /// The pairs of `chosen` that may start at `now` (milliseconds), in order, and the slots
+    /// afterwards: each admitted pair of a rated handler moves its slot on by the handler's interval
+    /// from `now` or from the slot, whichever is later, so that a burst is spaced out, not let through.
+    static func admit(_ chosen: [PairCandidate], slots: [String: Int64], intervals: [String: Duration], now: Int64) -> (
+        admitted: [PairCandidate], slots: [String: Int64]
+    ) {
+        var slots = slots
+        var admitted: [PairCandidate] = []
+        for candidate in chosen {
+            guard let interval = intervals[candidate.handler] else {
+                admitted.append(candidate)
+                continue
+            }
+            let next = slots[candidate.handler] ?? now
+            guard next <= now else { continue }
+            slots[candidate.handler] = max(next, now) + max(1, interval.totalMilliseconds)
+            admitted.append(candidate)
+        }
+        return (admitted, slots)
+    }
+}

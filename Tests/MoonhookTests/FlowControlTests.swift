@@ -128,6 +128,15 @@ import Testing
         }
     }
 
+    /// A server with two workers and long leases (counts are exact only if nothing runs twice),
+    /// and where its store is.
+    static func twoWorkers(_ handlers: TestHandlers, _ engine: StoreEngine) async throws -> (some ApplicationProtocol, String) {
+        var configuration = try await DeliveryTests.configuration(handlers, engine)
+        configuration.workers = 2
+        configuration.deliveries.lease = .seconds(60)
+        return (try await buildApplication(configuration: configuration, environment: [:], logger: LogRecords().logger()), configuration.store)
+    }
+
     /// Interleaved events of four keys, some failing once, through two workers: each key's events
     /// run one at a time and in the order they were stored.
     @Test(arguments: StoreEngine.all) func serialKeysRunInOrderAcrossWorkers(engine: StoreEngine) async throws {
@@ -149,11 +158,7 @@ import Testing
               end,
             }
             """)
-        var configuration = try await DeliveryTests.configuration(handlers, engine)
-        configuration.workers = 2
-        configuration.deliveries.lease = .seconds(60)
-        let app = try await buildApplication(configuration: configuration, environment: [:], logger: LogRecords().logger())
-        let location = configuration.store
+        let (app, location) = try await Self.twoWorkers(handlers, engine)
         try await app.test(.live) { client in
             for n in 1...10 {
                 for key in ["a", "b", "c", "d"] {
@@ -190,11 +195,7 @@ import Testing
         defer { handlers.remove() }
         try handlers.write("s/source.yaml", "scheme: none\nid: /id\n")
         try handlers.write("s/call.lua", "return { max_rate = '20/s', handle = function(e) kv.set('start:' .. e.body.id, time.now()) end }")
-        var configuration = try await DeliveryTests.configuration(handlers, engine)
-        configuration.workers = 2
-        configuration.deliveries.lease = .seconds(60)
-        let app = try await buildApplication(configuration: configuration, environment: [:], logger: LogRecords().logger())
-        let location = configuration.store
+        let (app, location) = try await Self.twoWorkers(handlers, engine)
         try await app.test(.live) { client in
             for index in 0..<30 { #expect(try await Self.post(client, "s", #"{"type":"call","id":"c-\#(index)"}"#).status == .accepted) }
             let store = try await StoreLocation(location).open(logger: LogRecords().logger())

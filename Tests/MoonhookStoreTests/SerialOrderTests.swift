@@ -24,7 +24,6 @@ import Testing
 
     @Test(arguments: StoreEngine.all) func oneAtATimePerKeyInOrder(engine: StoreEngine) async throws {
         let made = try await engine.make()
-        defer { Task { await made.remove() } }
         let store = made.store
         try await Self.append(store, count: 6, keys: 2)
         // d0 (k0) and d1 (k1) first; each key's next only once its head is done.
@@ -46,11 +45,11 @@ import Testing
             InboxDelivery(source: "x", id: "free", type: "t", receivedAt: Date(), headers: [:], body: [], handlers: ["x/a.lua"]), retention: Self.week,
             claimed: false, lease: .seconds(30))
         #expect(try await Self.claim(store) == ["free"])
+        await made.remove()
     }
 
     @Test(arguments: StoreEngine.all) func aFailedHeadHoldsItsKeyUnlessSkipped(engine: StoreEngine) async throws {
         let made = try await engine.make()
-        defer { Task { await made.remove() } }
         let store = made.store
         // block: d0 fails; d1 waits for d0's retry, which runs first.
         try await Self.append(store, count: 2, keys: 1, mode: "block")
@@ -62,11 +61,11 @@ import Testing
         #expect(head.first?.attempt == 2)
         #expect(try await store.finish(head[0], outcome: .dead(error: "no"), record: Self.record))
         #expect(try await Self.claim(store) == ["d1"], "a dead-lettered head lets the next run")
+        await made.remove()
     }
 
     @Test(arguments: StoreEngine.all) func aSkippedFailureRetriesAfterTheNewerOnes(engine: StoreEngine) async throws {
         let made = try await engine.make()
-        defer { Task { await made.remove() } }
         let store = made.store
         try await Self.append(store, count: 3, keys: 1, mode: "skip")
         var claimed = try await store.claim(candidates: 100, lease: .seconds(30)) { $0 }
@@ -80,12 +79,12 @@ import Testing
         #expect(claimed.map(\.delivery.id) == ["d2"], "the failed one waits for every newer one")
         #expect(try await store.finish(claimed[0], outcome: .done, record: Self.record))
         #expect(try await Self.claim(store) == ["d0"])
+        await made.remove()
     }
 
     @Test(arguments: StoreEngine.all) func aHeadWhoseProcessDiedRunsFirstOnceItsLeaseRunsOut(engine: StoreEngine) async throws {
         let time = TestClock()
         let made = try await engine.make(clock: time.clock)
-        defer { Task { await made.remove() } }
         let store = made.store
         // k0's head was handed over at receipt and its process died; k1 is not held up by it.
         try await Self.append(store, count: 1, keys: 1, claimed: true)
@@ -102,6 +101,7 @@ import Testing
         let again = try await store.claim(candidates: 100, lease: .seconds(30)) { $0 }
         #expect(again.map(\.delivery.id) == ["d0"], "the abandoned head reruns first, its key's next waits")
         #expect(again.first?.abandoned == true)
+        await made.remove()
     }
 
     /// A replayed event of a serial handler waits behind the pending ones of its key; with
@@ -109,7 +109,6 @@ import Testing
     @Test(arguments: [(StoreEngine, ReplayOrder)](StoreEngine.all.flatMap { engine in [(engine, .keep), (engine, .ignore)] }))
     func aReplayWaitsBehindItsKeyUnlessOutOfOrder(engine: StoreEngine, order: ReplayOrder) async throws {
         let made = try await engine.make()
-        defer { Task { await made.remove() } }
         let store = made.store
         try await Self.append(store, count: 3, keys: 1)
         let seqs = Dictionary(try await store.deliveries(DeliveryFilter()).deliveries.map { ($0.id, $0.seq) }, uniquingKeysWith: { $1 })
@@ -135,6 +134,7 @@ import Testing
             #expect(next.map(\.delivery.id) == ["d0"], "out of order, the replayed event runs at its own place")
             #expect(try await store.show(seqs["d2"]!)?.pairs.first?.waitingOn == seqs["d0"])
         }
+        await made.remove()
     }
 
     /// `max_rate`: a rated handler's pairs start at least its interval apart, store-wide; other
@@ -142,7 +142,6 @@ import Testing
     @Test(arguments: StoreEngine.all) func aRatedHandlerStartsItsPairsAnIntervalApart(engine: StoreEngine) async throws {
         let time = TestClock()
         let made = try await engine.make(clock: time.clock)
-        defer { Task { await made.remove() } }
         let store = made.store
         for index in 0..<3 {
             let delivery = InboxDelivery(
@@ -161,5 +160,6 @@ import Testing
         #expect(try await claim() == ["x/a.lua d1"])
         time.advance(by: .seconds(5))
         #expect(try await claim() == ["x/a.lua d2"], "a quiet spell does not let a burst through")
+        await made.remove()
     }
 }

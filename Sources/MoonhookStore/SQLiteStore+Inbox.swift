@@ -87,6 +87,13 @@ extension SQLiteStore {
         ]
     }
 
+    public func waitsBehind(_ pair: ClaimedPair) async throws -> Int64? {
+        let rows = try await query(
+            "SELECT \(SerialOrder.waitingOn("pairs", running: true)) AS waiting_on FROM pairs WHERE delivery = ?1 AND handler = ?2",
+            [.integer(Int(pair.delivery.seq)), .text(pair.handler)])
+        return rows.first?.column("waiting_on")?.integer.map(Int64.init)
+    }
+
     public func renew(_ pairs: [PairLease], lease: Duration) async throws {
         for chunk in stride(from: 0, to: pairs.count, by: 300).map({ pairs[$0..<min($0 + 300, pairs.count)] }) {
             let until = Int(now() + lease.totalMilliseconds)

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -216,6 +217,70 @@ import Testing
         }
     }
 
+    /// A `respond: sync` delivery of a serial key waits for the earlier ones of its key, the wait
+    /// counting against the handler's timeout, then runs; past it, 503 with `Retry-After`, naming
+    /// the delivery it waited for.
+    @Test(arguments: StoreEngine.all) func aSynchronousSerialEventWaitsForItsKeyWithinItsTimeout(engine: StoreEngine) async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("s/source.yaml", "scheme: none\nid: /id\nrespond: sync\n")
+        // step.lua has time to wait; quick.lua gives up after 2 s.
+        for (name, timeout) in [("step", 30), ("quick", 2)] {
+            try handlers.write(
+                "s/\(name).lua",
+                """
+                return {
+                  serial = "/key", timeout = \(timeout),
+                  handle = function(e)
+                    time.sleep(e.body.ms)
+                    local order = kv.get("order") or {}
+                    order[#order + 1] = e.body.n
+                    kv.set("order", order)
+                    return { n = e.body.n, order = order }
+                  end,
+                }
+                """)
+        }
+        let configuration = try await DeliveryTests.configuration(handlers, engine)
+        let location = configuration.store
+        let app = try await buildApplication(configuration: configuration, environment: [:], logger: LogRecords().logger())
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            @Sendable func send(_ n: Int, ms: Int, after delay: Int, type: String = "step") async throws -> (Int, String, String?) {
+                try await Task.sleep(for: .milliseconds(delay))
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/hooks/s")
+                request.method = .POST
+                request.headers.add(name: "Content-Type", value: "application/json")
+                request.body = .bytes(ByteBuffer(string: #"{"type":"\#(type)","id":"n-\#(n)","key":"k","n":\#(n),"ms":\#(ms)}"#))
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 16)), response.headers.first(name: "retry-after"))
+            }
+            // 1 runs 300 ms; 2 comes 50 ms later and waits for it, within its own 30 s timeout.
+            async let first = send(1, ms: 300, after: 0)
+            async let second = send(2, ms: 10, after: 50)
+            let (one, two) = try await (first, second)
+            #expect(one.0 == 200 && two.0 == 200, "\(one) \(two)")
+            // Whichever was stored first ran first; the other saw its write (run alongside, both would see none).
+            let answers = Set([one.1, two.1])
+            #expect(answers == [#"{"n":1,"order":[1]}"#, #"{"n":2,"order":[1,2]}"#] || answers == [#"{"n":2,"order":[2]}"#, #"{"n":1,"order":[2,1]}"#], "\(answers)")
+            // Another process runs the key's head (stored running, leased for a minute): the wait
+            // outlasts the timeout.
+            let store = try await StoreLocation(location).open(logger: LogRecords().logger())
+            let elsewhere = InboxDelivery(
+                source: "s", id: "elsewhere", type: "quick", receivedAt: Date(), headers: [:], body: [], handlers: ["s/quick.lua"],
+                orderingKeys: ["s/quick.lua": "block:k"])
+            guard case .accepted(let seq) = try await store.append(elsewhere, retention: .seconds(3600), claimed: true, lease: .seconds(60)) else {
+                Issue.record("not stored")
+                return
+            }
+            await store.close()
+            let three = try await send(3, ms: 10, after: 0, type: "quick")
+            #expect(three.0 == 503, "\(three)")
+            #expect(three.2 == "2")
+            #expect(three.1 == "handler s/quick.lua is busy: delivery \(seq) of the same serial key did not finish within its 2000 ms timeout\n")
+        }
+    }
+
     @Test func serialAndRateOptionsAreChecked() async throws {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }
@@ -225,7 +290,6 @@ import Testing
         try handlers.write("a/alone.lua", "return { serial_failure = 'skip', handle = function() end }")
         try handlers.write("a/number.lua", "return { serial = 5, handle = function() end }")
         try handlers.write("b/source.yaml", "scheme: none\nrespond: sync\n")
-        try handlers.write("b/sync.lua", "return { serial = 'header:X-Key', handle = function() end }")
         try handlers.write("b/rate.lua", "return { max_rate = '10/s', handle = function() end }")
         try handlers.write("a/rate.lua", "return { max_rate = '10 per second', handle = function() end }")
         try handlers.write("c/source.yaml", "scheme: none\n")
@@ -237,7 +301,6 @@ import Testing
             "a/hash.lua: 'serial' must be a JSON pointer (/payload/taskId), header:NAME or form:NAME",
             "a/mode.lua: 'serial_failure' must be \"block\" or \"skip\"",
             "a/number.lua: 'serial' must name where the key is: a JSON pointer (/payload/taskId), header:NAME or form:NAME",
-            "b/sync.lua: 'serial' is not supported in a respond: sync source yet",
             "b/rate.lua: 'max_rate' is not supported in a respond: sync source yet",
             "a/rate.lua: 'max_rate' must be a rate such as \"10/s\", \"600/m\" or \"20/h\", got '10 per second'",
             "ok: c (none, 1 handlers)",

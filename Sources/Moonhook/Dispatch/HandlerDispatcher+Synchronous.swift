@@ -13,6 +13,9 @@ extension HandlerDispatcher {
         case finished(LuaOutcome)
         /// No slot came free within the handler's timeout; the pair is recorded dead, not run.
         case noSlot(timeout: Duration)
+        /// An earlier event of its `serial` key did not finish within the handler's timeout; the
+        /// pair is recorded dead, not run.
+        case keyBusy(timeout: Duration, behind: Int64)
     }
 
     /// Runs a pair the caller claimed itself and holds (a `respond: sync` delivery, stored already running, see `hold`)
@@ -41,13 +44,34 @@ extension HandlerDispatcher {
         let timeout = handler.options.timeout ?? defaultTimeout
         let clock = ContinuousClock()
         let start = clock.now
-        guard await waitForSlot(source: source, handler: handler, within: timeout) else {
+        if pair.delivery.orderingKeys[pair.handler] != nil, let behind = await waitForKey(pair, until: start + timeout) {
+            await drop(pair, error: "delivery \(behind) of its serial key did not finish within the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
+            return .keyBusy(timeout: timeout, behind: behind)
+        }
+        guard await waitForSlot(source: source, handler: handler, within: timeout - (clock.now - start)) else {
             await drop(pair, error: "no free slot within the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
             return .noSlot(timeout: timeout)
         }
         defer { giveBack(pair) }
         let left = timeout - (clock.now - start)
         return .finished(await attempt(pair, retrying: false, timeout: max(left, .milliseconds(1))))
+    }
+
+    /// Waits until nothing of `pair`'s serial key stands before it, looking every 50 ms, until
+    /// `deadline`; the delivery it still waits behind then (nil: it may run). A store that cannot
+    /// say is taken as a key not yet free.
+    private func waitForKey(_ pair: ClaimedPair, until deadline: ContinuousClock.Instant) async -> Int64? {
+        var behind: Int64 = 0
+        while true {
+            do {
+                guard let seq = try await inbox.waitsBehind(pair) else { return nil }
+                behind = seq
+            } catch {
+                logger.warning("cannot look at a serial key", metadata: ["error": "\(error)", "handler.path": "\(pair.handler)"])
+            }
+            guard ContinuousClock.now + .milliseconds(50) < deadline else { return behind }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
     }
 
     /// Where a waiting synchronous delivery stands in the line, for its timer.

@@ -27,7 +27,7 @@ public final class HandlerDispatcher: Service, Sendable {
     private let settings: ServerConfiguration.DeliverySettings
     /// A handler's wall-clock limit when it sets no `timeout`.
     let defaultTimeout: Duration
-    private let logger: Logger
+    let logger: Logger
     let metrics: ServerMetrics
     /// Where attempts are shown as they end (the live stream).
     let live: LiveFeed

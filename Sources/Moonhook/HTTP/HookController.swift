@@ -245,6 +245,12 @@ struct HookController: Sendable {
                 case .failure(let error):
                     failure = failure ?? HTTPFailure(.internalServerError, "handler failed: \(error.message)")
                 }
+            case .keyBusy(let timeout, let behind):
+                busy = true
+                let seconds = max(1, (timeout.totalMilliseconds + 999) / 1000)
+                failure = failure ?? HTTPFailure(
+                    .serviceUnavailable, "handler \(handler.path) is busy: delivery \(behind) of the same serial key did not finish within its \(timeout.totalMilliseconds) ms timeout",
+                    headers: [.retryAfter: "\(seconds)"], reason: .busy)
             case .noSlot(let timeout):
                 busy = true
                 let seconds = max(1, (timeout.totalMilliseconds + 999) / 1000)

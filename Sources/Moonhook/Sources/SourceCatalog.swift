@@ -98,9 +98,6 @@ public struct SourceCatalog: Sendable {
                     do throws(ConfigurationError) {
                         serialKey = try SourceConfiguration.FieldSource(serial, field: "serial", path: path)
                         if serialKey == .bodyHash { throw ConfigurationError(path: path, "'serial' must be a JSON pointer (/payload/taskId), header:NAME or form:NAME") }
-                        if configuration.respondsSynchronously {
-                            throw ConfigurationError(path: path, "'serial' is not supported in a respond: sync source yet")
-                        }
                     } catch {
                         await pool.unload(instances)
                         problems.append(error)

@@ -20,6 +20,9 @@ public protocol DeliveryInbox: Sendable {
     func claim(
         candidates: Int, lease: Duration, intervals: [String: Duration], choose: @escaping @Sendable ([PairCandidate]) -> [PairCandidate]
     ) async throws -> [ClaimedPair]
+    /// For a `respond: sync` pair of a `serial` handler, stored already running: the delivery whose
+    /// pair of the same handler and key it must wait for (nil: none, it may run).
+    func waitsBehind(_ pair: ClaimedPair) async throws -> Int64?
     /// Extends the leases of pairs this process is running; a pair no longer on that attempt is left alone.
     func renew(_ pairs: [PairLease], lease: Duration) async throws
     /// Gives a delivery's (source, id) back, so that a resend is not taken for a duplicate: for a

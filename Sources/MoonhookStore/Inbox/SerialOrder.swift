@@ -26,10 +26,12 @@ enum SerialOrder {
 
     /// SQL giving the oldest delivery whose pair stands before the pair `alias` (nil: none), for
     /// `show`: the same rule as `claimable`, for a pair that waits in order.
-    static func waitingOn(_ alias: String) -> String {
+    /// With `running`, for a pair that runs as soon as nothing stands before it (a `respond: sync`
+    /// pair, stored already running).
+    static func waitingOn(_ alias: String, running: Bool = false) -> String {
         """
         (SELECT min(e.delivery) FROM pairs e
-         WHERE \(alias).ordering_key IS NOT NULL AND \(alias).status IN ('pending', 'retry')
+         WHERE \(alias).ordering_key IS NOT NULL AND \(alias).status IN (\(running ? "'running'" : "'pending', 'retry'"))
            AND e.handler = \(alias).handler AND e.ordering_key = \(alias).ordering_key AND e.delivery <> \(alias).delivery AND \(before("e", alias))
            AND (e.status IN ('pending', 'running') OR (e.status = 'retry' AND \(alias).ordering_key LIKE 'block:%')))
         """

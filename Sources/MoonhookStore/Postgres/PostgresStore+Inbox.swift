@@ -138,6 +138,16 @@ extension PostgresStore {
         }
     }
 
+    public func waitsBehind(_ pair: ClaimedPair) async throws -> Int64? {
+        let rows = try await run(
+            "looking at a serial key",
+            """
+            SELECT \(unescaped: SerialOrder.waitingOn("pairs", running: true)) FROM pairs
+            WHERE delivery = \(pair.delivery.seq) AND handler = \(pair.handler)
+            """)
+        return try rows.first?.decode(Int64?.self) ?? nil
+    }
+
     public func renew(_ pairs: [PairLease], lease: Duration) async throws {
         if pairs.isEmpty { return }
         let until = now() + lease.totalMilliseconds

@@ -87,6 +87,21 @@ extension SQLiteStore {
         ]
     }
 
+    public func takeStart(handler: String, interval: Duration) async throws -> Duration? {
+        let clock = clock
+        return try await writer.perform { connection in
+            let now = Int64(clock.milliseconds())
+            let slot = try await connection.query("SELECT next_at FROM rate_slots WHERE handler = ?1", [.text(handler)]).first?.column("next_at")?.integer
+            let taken = RateSpacing.take(handler: handler, slot: slot.map(Int64.init), interval: interval, now: now)
+            if let next = taken.next {
+                _ = try await connection.query(
+                    "INSERT INTO rate_slots (handler, next_at) VALUES (?1, ?2) ON CONFLICT (handler) DO UPDATE SET next_at = excluded.next_at",
+                    [.text(handler), .integer(Int(next))])
+            }
+            return taken.wait
+        }
+    }
+
     public func waitsBehind(_ pair: ClaimedPair) async throws -> Int64? {
         let rows = try await query(
             "SELECT \(SerialOrder.waitingOn("pairs", running: true)) AS waiting_on FROM pairs WHERE delivery = ?1 AND handler = ?2",

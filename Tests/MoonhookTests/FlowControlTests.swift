@@ -281,6 +281,33 @@ import Testing
         }
     }
 
+    /// A `respond: sync` handler with a `max_rate` starts when its rate lets it, within its timeout;
+    /// past it, 503 with `Retry-After`.
+    @Test(arguments: StoreEngine.all) func aSynchronousRatedHandlerWaitsForItsStartWithinItsTimeout(engine: StoreEngine) async throws {
+        let handlers = try TestHandlers(copyExamples: false)
+        defer { handlers.remove() }
+        try handlers.write("s/source.yaml", "scheme: none\nid: /id\nrespond: sync\n")
+        try handlers.write("s/often.lua", "return { max_rate = '4/s', timeout = 30, handle = function(e) return { at = time.now() } end }")
+        try handlers.write("s/rarely.lua", "return { max_rate = '1/h', timeout = 1, handle = function(e) return { ok = true } end }")
+        let app = try await buildApplication(configuration: try await DeliveryTests.configuration(handlers, engine), environment: [:], logger: LogRecords().logger())
+        try await app.test(.live) { client in
+            var times: [Double] = []
+            for index in 0..<3 {
+                let response = try await Self.post(client, "s", #"{"type":"often","id":"o-\#(index)"}"#)
+                #expect(response.status == .ok)
+                let answer = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]
+                times.append(try #require(answer?["at"] as? Double))
+            }
+            let gaps = zip(times.dropFirst(), times).map { $0 - $1 }
+            #expect(gaps.allSatisfy { $0 >= 0.1 }, "starts \(gaps) s apart under a 4/s rate (0.25 s, less how late the first looked at the clock)")
+            #expect(try await Self.post(client, "s", #"{"type":"rarely","id":"r-1"}"#).status == .ok)
+            let refused = try await Self.post(client, "s", #"{"type":"rarely","id":"r-2"}"#)
+            #expect(refused.status == .serviceUnavailable)
+            #expect(refused.headers[.retryAfter] == "1")
+            #expect(String(buffer: refused.body) == "handler s/rarely.lua is busy: its max_rate lets it start no sooner than past its 1000 ms timeout\n")
+        }
+    }
+
     @Test func serialAndRateOptionsAreChecked() async throws {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }
@@ -290,7 +317,6 @@ import Testing
         try handlers.write("a/alone.lua", "return { serial_failure = 'skip', handle = function() end }")
         try handlers.write("a/number.lua", "return { serial = 5, handle = function() end }")
         try handlers.write("b/source.yaml", "scheme: none\nrespond: sync\n")
-        try handlers.write("b/rate.lua", "return { max_rate = '10/s', handle = function() end }")
         try handlers.write("a/rate.lua", "return { max_rate = '10 per second', handle = function() end }")
         try handlers.write("c/source.yaml", "scheme: none\n")
         try handlers.write("c/ok.lua", "return { serial = 'form:Sid', serial_failure = 'skip', max_rate = '600/m', handle = function() end }")
@@ -301,7 +327,6 @@ import Testing
             "a/hash.lua: 'serial' must be a JSON pointer (/payload/taskId), header:NAME or form:NAME",
             "a/mode.lua: 'serial_failure' must be \"block\" or \"skip\"",
             "a/number.lua: 'serial' must name where the key is: a JSON pointer (/payload/taskId), header:NAME or form:NAME",
-            "b/rate.lua: 'max_rate' is not supported in a respond: sync source yet",
             "a/rate.lua: 'max_rate' must be a rate such as \"10/s\", \"600/m\" or \"20/h\", got '10 per second'",
             "ok: c (none, 1 handlers)",
         ] {

@@ -16,6 +16,9 @@ extension HandlerDispatcher {
         /// An earlier event of its `serial` key did not finish within the handler's timeout; the
         /// pair is recorded dead, not run.
         case keyBusy(timeout: Duration, behind: Int64)
+        /// Its handler's `max_rate` let it start no sooner than past the handler's timeout; the pair
+        /// is recorded dead, not run.
+        case rateBusy(timeout: Duration)
     }
 
     /// Runs a pair the caller claimed itself and holds (a `respond: sync` delivery, stored already running, see `hold`)
@@ -48,6 +51,10 @@ extension HandlerDispatcher {
             await drop(pair, error: "delivery \(behind) of its serial key did not finish within the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
             return .keyBusy(timeout: timeout, behind: behind)
         }
+        if let interval = handler.startInterval, let wait = await waitForStart(handler.path, interval: interval, until: start + timeout) {
+            await drop(pair, error: "its max_rate let it start no sooner than in \(wait.totalMilliseconds) ms, past the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
+            return .rateBusy(timeout: timeout)
+        }
         guard await waitForSlot(source: source, handler: handler, within: timeout - (clock.now - start)) else {
             await drop(pair, error: "no free slot within the handler's \(timeout.totalMilliseconds) ms timeout (respond: sync); the sender was answered 503")
             return .noSlot(timeout: timeout)
@@ -71,6 +78,22 @@ extension HandlerDispatcher {
             }
             guard ContinuousClock.now + .milliseconds(50) < deadline else { return behind }
             try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Takes the next start of a rated handler, waiting for it until `deadline`; nil once taken,
+    /// else how long it would still have had to wait. A store that cannot say is waited on too.
+    private func waitForStart(_ handler: String, interval: Duration, until deadline: ContinuousClock.Instant) async -> Duration? {
+        while true {
+            var wait = Duration.milliseconds(50)
+            do {
+                guard let next = try await inbox.takeStart(handler: handler, interval: interval) else { return nil }
+                wait = next
+            } catch {
+                logger.warning("cannot take a rated handler's start", metadata: ["error": "\(error)", "handler.path": "\(handler)"])
+            }
+            guard ContinuousClock.now + wait < deadline else { return wait }
+            try? await Task.sleep(for: wait)
         }
     }
 

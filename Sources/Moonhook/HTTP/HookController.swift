@@ -251,6 +251,12 @@ struct HookController: Sendable {
                 failure = failure ?? HTTPFailure(
                     .serviceUnavailable, "handler \(handler.path) is busy: delivery \(behind) of the same serial key did not finish within its \(timeout.totalMilliseconds) ms timeout",
                     headers: [.retryAfter: "\(seconds)"], reason: .busy)
+            case .rateBusy(let timeout):
+                busy = true
+                let seconds = max(1, (timeout.totalMilliseconds + 999) / 1000)
+                failure = failure ?? HTTPFailure(
+                    .serviceUnavailable, "handler \(handler.path) is busy: its max_rate lets it start no sooner than past its \(timeout.totalMilliseconds) ms timeout",
+                    headers: [.retryAfter: "\(seconds)"], reason: .busy)
             case .noSlot(let timeout):
                 busy = true
                 let seconds = max(1, (timeout.totalMilliseconds + 999) / 1000)

@@ -87,11 +87,6 @@ public struct SourceCatalog: Sendable {
                         problems.append(ConfigurationError(path: path, "'max_rate' must be a rate such as \"10/s\", \"600/m\" or \"20/h\", got '\(text)'"))
                         continue
                     }
-                    guard !configuration.respondsSynchronously else {
-                        await pool.unload(instances)
-                        problems.append(ConfigurationError(path: path, "'max_rate' is not supported in a respond: sync source yet"))
-                        continue
-                    }
                     startInterval = .nanoseconds(Int64((1e9 / rate.perSecond).rounded()))
                 }
                 if let serial = options.serial {

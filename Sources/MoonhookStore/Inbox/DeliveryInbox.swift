@@ -23,6 +23,10 @@ public protocol DeliveryInbox: Sendable {
     /// For a `respond: sync` pair of a `serial` handler, stored already running: the delivery whose
     /// pair of the same handler and key it must wait for (nil: none, it may run).
     func waitsBehind(_ pair: ClaimedPair) async throws -> Int64?
+    /// Takes the next start of a handler with a `max_rate` (`RateSpacing`) for a `respond: sync` pair
+    /// run outside the claim: nil when it may start now (the next start moves on by `interval`),
+    /// else how long until it may.
+    func takeStart(handler: String, interval: Duration) async throws -> Duration?
     /// Extends the leases of pairs this process is running; a pair no longer on that attempt is left alone.
     func renew(_ pairs: [PairLease], lease: Duration) async throws
     /// Gives a delivery's (source, id) back, so that a resend is not taken for a duplicate: for a

@@ -6,6 +6,15 @@ public enum RateSpacing {
     /// The pairs of `chosen` that may start at `now` (milliseconds), in order, and the slots
     /// afterwards: each admitted pair of a rated handler moves its slot on by the handler's interval
     /// from `now` or from the slot, whichever is later, so that a burst is spaced out, not let through.
+    /// For one start of `handler` at `now`: the slot afterwards when it may start, or how long
+    /// until it may.
+    static func take(handler: String, slot: Int64?, interval: Duration, now: Int64) -> (next: Int64?, wait: Duration?) {
+        let candidate = PairCandidate(delivery: 0, source: "", handler: handler, kind: .handler, abandoned: false)
+        let spaced = admit([candidate], slots: slot.map { [handler: $0] } ?? [:], intervals: [handler: interval], now: now)
+        if spaced.admitted.isEmpty { return (nil, .milliseconds(max(1, (slot ?? now) - now))) }
+        return (spaced.slots[handler], nil)
+    }
+
     static func admit(_ chosen: [PairCandidate], slots: [String: Int64], intervals: [String: Duration], now: Int64) -> (
         admitted: [PairCandidate], slots: [String: Int64]
     ) {

@@ -138,6 +138,25 @@ extension PostgresStore {
         }
     }
 
+    public func takeStart(handler: String, interval: Duration) async throws -> Duration? {
+        let now = now()
+        return try await transaction("taking a handler's start") { connection in
+            // The claims' lock: a start taken here and one taken by a claim never cross.
+            try await connection.query("SELECT pg_advisory_xact_lock(\(PostgresMigrations.lockKey + 2))", logger: self.logger).collect()
+            var slot: Int64?
+            for row in try await connection.query("SELECT next_at FROM rate_slots WHERE handler = \(handler)", logger: self.logger).collect() {
+                slot = try row.decode(Int64.self)
+            }
+            let taken = RateSpacing.take(handler: handler, slot: slot, interval: interval, now: now)
+            if let next = taken.next {
+                try await connection.query(
+                    "INSERT INTO rate_slots (handler, next_at) VALUES (\(handler), \(next)) ON CONFLICT (handler) DO UPDATE SET next_at = excluded.next_at",
+                    logger: self.logger)
+            }
+            return taken.wait
+        }
+    }
+
     public func waitsBehind(_ pair: ClaimedPair) async throws -> Int64? {
         let rows = try await run(
             "looking at a serial key",

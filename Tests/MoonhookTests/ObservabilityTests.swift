@@ -123,7 +123,8 @@ struct ObservabilityTests {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }
         try handlers.write("q/source.yaml", "scheme: none\nid: /id\n")
-        try handlers.write("q/slow.lua", "return { concurrency = 1, handle = function(e) time.sleep(1500) end }\n")
+        // The second pair waits 3 s for the first: long enough for a scrape on a loaded machine to see it.
+        try handlers.write("q/slow.lua", "return { concurrency = 1, handle = function(e) time.sleep(3000) end }\n")
         let app = try await buildApplication(configuration: try await Self.configuration(handlers, engine), environment: [:], logger: LogRecords().logger())
         try await app.test(.live) { client in
             for index in 0..<2 { #expect(try await Self.post(client, "q", #"{"type":"slow","id":"q-\#(index)"}"#).status == .accepted) }

@@ -10,8 +10,8 @@ struct CheckCommand: AsyncParsableCommand {
         abstract: "Validate moonhook.yaml, every source.yaml, and compile every handler.",
         discussion: """
             Also reports unknown globals and API members (kv.incrby) in handlers and their tests, with the closest known \
-            name, and a moonhook.d.lua that is stale. Prints one line per problem as path:line: message and exits 1 if there \
-            is any.
+            name, and warns of a moonhook.d.lua that is stale. Prints one line per problem as path:line: message and exits 1 \
+            if there is any (a warning alone does not).
             """
     )
 
@@ -42,6 +42,7 @@ struct CheckCommand: AsyncParsableCommand {
             let source = catalog.sources[name]!
             print("ok: \(name) (\(source.configuration.verifier.scheme.rawValue), \(source.handlers.count) handlers)")
         }
+        for warning in HandlerFolderCheck.warnings(handlersFolder: configuration.handlersFolder) { print(warning) }
         if !catalog.problems.isEmpty || !findings.isEmpty { throw ExitCode(1) }
     }
 }

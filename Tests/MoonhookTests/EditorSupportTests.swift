@@ -78,7 +78,7 @@ import Testing
         #expect(try await Self.findings("return function() return pirnt('x') end") == ["s/a.lua:1: unknown global 'pirnt' (did you mean 'print'?)"])
     }
 
-    @Test func checkReportsAStaleDefinitionFileAndExitsOne() async throws {
+    @Test func checkReportsUnknownMembersAndWarnsOfAStaleDefinitionFile() async throws {
         let handlers = try TestHandlers(copyExamples: false)
         defer { handlers.remove() }
         try handlers.write("s/source.yaml", "scheme: none\n")
@@ -92,8 +92,8 @@ import Testing
         #expect(try await MoonhookProcess.detached { try MoonhookProcess.run(["check", "--handlers", handlers.folder.path]) }.status == 0)
         try handlers.write("moonhook.d.lua", "---@meta moonhook\n-- an older moonhook's\n")
         let stale = try await MoonhookProcess.detached { try MoonhookProcess.run(["check", "--handlers", handlers.folder.path]) }
-        #expect(stale.status == 1)
-        #expect(stale.out.hasPrefix("moonhook.d.lua: stale: it does not describe this moonhook's API ("), "\(stale.out)")
+        #expect(stale.status == 0, "a stale definition file is a warning, not a problem")
+        #expect(stale.out.contains("\nwarning: moonhook.d.lua: stale: it does not describe this moonhook's API ("), "\(stale.out)")
         let printed = try await MoonhookProcess.detached { try MoonhookProcess.run(["types", "-o", "-"]) }
         #expect(printed.out == HandlerTypes.definitions())
     }

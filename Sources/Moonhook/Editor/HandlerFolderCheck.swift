@@ -2,10 +2,11 @@ import Foundation
 import LuaRuntime
 
 /// What `moonhook check` reports about a handlers folder beyond what loading it finds: unknown
-/// globals and API members in every handler and test file (`HandlerLint`), and a definition file
-/// (`moonhook.d.lua`) that no longer matches this moonhook.
+/// globals and API members in every handler and test file (`HandlerLint`), problems; and a
+/// definition file (`moonhook.d.lua`) that no longer matches this moonhook, a warning (editors
+/// read it, the server does not).
 public enum HandlerFolderCheck {
-    /// Findings as `path:line: message` (paths relative to the handlers folder), in file order.
+    /// Problems as `path:line: message` (paths relative to the handlers folder), in file order.
     public static func findings(handlersFolder: String, worker: LuaWorker) async throws -> [String] {
         let root = URL(fileURLWithPath: handlersFolder)
         let lint = HandlerLint(names: try await SandboxNames.read(from: worker))
@@ -19,10 +20,13 @@ public enum HandlerFolderCheck {
                 findings += lint.findings(path: "\(folder)/\(file)", source: Array(data), extraGlobals: extra).map(\.description)
             }
         }
-        let types = root.appending(path: HandlerTypes.fileName)
-        if let data = FileManager.default.contents(atPath: types.path), String(decoding: data, as: UTF8.self) != HandlerTypes.definitions() {
-            findings.append("\(HandlerTypes.fileName): stale: it does not describe this moonhook's API (\(MoonhookVersion.current)); run moonhook types to write it anew")
-        }
         return findings
+    }
+
+    /// Warnings: a checked-in `moonhook.d.lua` that does not describe this moonhook's API.
+    public static func warnings(handlersFolder: String) -> [String] {
+        let types = URL(fileURLWithPath: handlersFolder).appending(path: HandlerTypes.fileName)
+        guard let data = FileManager.default.contents(atPath: types.path), String(decoding: data, as: UTF8.self) != HandlerTypes.definitions() else { return [] }
+        return ["warning: \(HandlerTypes.fileName): stale: it does not describe this moonhook's API (\(MoonhookVersion.current)); run moonhook types to write it anew"]
     }
 }

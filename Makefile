@@ -97,10 +97,10 @@ test: test-deps
 	  export MOONHOOK_TEST_POSTGRES_URL=$$url MOONHOOK_TEST_POSTGRES_DIR=$$pgdir; \
 	  system="$$(echo $(SYSTEM_SUITES) | sed 's/ /|/g')"; \
 	  failed=0; \
-	  $(SWIFT) test --skip-build --skip "$$system" || failed=1; \
+	  SWIFT=$(SWIFT) scripts/swift-test.sh 1200 --skip-build --skip "$$system" || failed=1; \
 	  for suite in $(SYSTEM_SUITES); do \
 	    echo "== $$suite, on its own"; \
-	    $(SWIFT) test --skip-build --filter "MoonhookTests.$$suite" || failed=1; \
+	    SWIFT=$(SWIFT) scripts/swift-test.sh 600 --skip-build --filter "MoonhookTests.$$suite" || failed=1; \
 	  done; \
 	  exit $$failed
 

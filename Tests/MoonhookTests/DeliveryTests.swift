@@ -155,14 +155,20 @@ struct DeliveryTests {
                 #expect(slow.status == .accepted && fast.status == .accepted)
             }
             #expect(await Server.eventually({ records.all.filter { $0.message == "handler succeeded" }.count == 16 }, within: .seconds(30)))
-            // The attempts' own times, as the inbox recorded them: no two of slow.lua's overlap.
+            // The attempts' own times, as the inbox recorded them: no two of slow.lua's overlap. An
+            // outcome is logged before its group commit stores it: read until all eight are there.
             var runs: [(start: String, end: String)] = []
-            let list = try await Self.admin(client, "/admin/deliveries?source=s&type=slow&limit=100")
-            for seq in ((list["deliveries"] as? [[String: Any]]) ?? []).compactMap({ $0["seq"] as? Int }) {
-                let detail = try await Self.admin(client, "/admin/deliveries/\(seq)")
-                for attempt in (detail["attempts"] as? [[String: Any]]) ?? [] {
-                    if let start = attempt["started_at"] as? String, let end = attempt["finished_at"] as? String { runs.append((start, end)) }
+            for _ in 0..<100 {
+                runs = []
+                let list = try await Self.admin(client, "/admin/deliveries?source=s&type=slow&limit=100")
+                for seq in ((list["deliveries"] as? [[String: Any]]) ?? []).compactMap({ $0["seq"] as? Int }) {
+                    let detail = try await Self.admin(client, "/admin/deliveries/\(seq)")
+                    for attempt in (detail["attempts"] as? [[String: Any]]) ?? [] {
+                        if let start = attempt["started_at"] as? String, let end = attempt["finished_at"] as? String { runs.append((start, end)) }
+                    }
                 }
+                if runs.count >= 8 { break }
+                try await Task.sleep(for: .milliseconds(100))
             }
             runs.sort { $0.start < $1.start }
             #expect(runs.count >= 8)

@@ -247,22 +247,13 @@ struct HookController: Sendable {
                 }
             case .keyBusy(let timeout, let behind):
                 busy = true
-                let seconds = max(1, (timeout.totalMilliseconds + 999) / 1000)
-                failure = failure ?? HTTPFailure(
-                    .serviceUnavailable, "handler \(handler.path) is busy: delivery \(behind) of the same serial key did not finish within its \(timeout.totalMilliseconds) ms timeout",
-                    headers: [.retryAfter: "\(seconds)"], reason: .busy)
+                failure = failure ?? Self.busy(handler, "delivery \(behind) of the same serial key did not finish within", timeout)
             case .rateBusy(let timeout):
                 busy = true
-                let seconds = max(1, (timeout.totalMilliseconds + 999) / 1000)
-                failure = failure ?? HTTPFailure(
-                    .serviceUnavailable, "handler \(handler.path) is busy: its max_rate lets it start no sooner than past its \(timeout.totalMilliseconds) ms timeout",
-                    headers: [.retryAfter: "\(seconds)"], reason: .busy)
+                failure = failure ?? Self.busy(handler, "its max_rate lets it start no sooner than past", timeout)
             case .noSlot(let timeout):
                 busy = true
-                let seconds = max(1, (timeout.totalMilliseconds + 999) / 1000)
-                failure = failure ?? HTTPFailure(
-                    .serviceUnavailable, "handler \(handler.path) is busy: no free slot within its \(timeout.totalMilliseconds) ms timeout",
-                    headers: [.retryAfter: "\(seconds)"], reason: .busy)
+                failure = failure ?? Self.busy(handler, "no free slot within", timeout)
             }
         }
         if let failure {
@@ -275,6 +266,15 @@ struct HookController: Sendable {
         }
         logger.info("webhook answered by its handler", metadata: metadata)
         return try HandlerResponse.make(from: answer)
+    }
+
+    /// 503 for a synchronous handler that could not run within its timeout, with `Retry-After`
+    /// (the timeout in whole seconds, at least 1): "handler PATH is busy: WHY its N ms timeout".
+    private static func busy(_ handler: LoadedHandler, _ why: String, _ timeout: Duration) -> HTTPFailure {
+        let seconds = max(1, (timeout.totalMilliseconds + 999) / 1000)
+        return HTTPFailure(
+            .serviceUnavailable, "handler \(handler.path) is busy: \(why) its \(timeout.totalMilliseconds) ms timeout",
+            headers: [.retryAfter: "\(seconds)"], reason: .busy)
     }
 
     private func json(_ status: HTTPResponse.Status, _ text: String) -> Response {

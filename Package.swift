@@ -124,7 +124,10 @@ let package = Package(
         // and reaches the PostgreSQL cluster `make test` starts.
         .target(
             name: "MoonhookTestSupport",
-            dependencies: ["MoonhookStore", .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "MoonhookStore", .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "MoonhookStoreTests", dependencies: ["MoonhookStore", "MoonhookTestSupport"]),

@@ -290,6 +290,18 @@ enum SQLiteMigrations {
         """
         CREATE TABLE rate_slots (handler TEXT PRIMARY KEY, next_at INTEGER NOT NULL);
         """,
+        // 7: the attempts trigger's WHEN compares its status three times: an `IN` list of three
+        // constants builds a temporary b-tree each time the trigger fires (once per outcome).
+        """
+        DROP TRIGGER pairs_attempts;
+        CREATE TRIGGER pairs_attempts AFTER UPDATE OF status ON pairs
+        WHEN OLD.status = 'running' AND (NEW.status = 'done' OR NEW.status = 'retry' OR NEW.status = 'dead') AND NEW.logs IS NOT NULL BEGIN
+            INSERT INTO attempts (delivery, handler, attempt, started_at, finished_at, outcome, error, logs)
+            VALUES (NEW.delivery, NEW.handler, NEW.attempts, NEW.started_at, NEW.updated_at, NEW.status, NEW.last_error, NEW.logs)
+            ON CONFLICT DO NOTHING;
+            UPDATE pairs SET logs = NULL WHERE delivery = NEW.delivery AND handler = NEW.handler;
+        END;
+        """,
     ]
 
     /// A step's statements: split at each `;` that ends a line, except inside a trigger's

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MoonhookStore
 import MoonhookTestSupport
+import Synchronization
 import Testing
 
 /// Where key-value tests run: every store engine, and the in-memory store of `moonhook test`.
@@ -248,6 +249,35 @@ struct KeyValueGroupCommitTests {
         await made.remove()
     }
 
+    /// Reads have a connection of their own: while another connection holds the database's write
+    /// lock, a write waits for it and a read of the same key still answers, with the value before.
+    @Test(arguments: StoreEngine.all) func readsDoNotQueueBehindTheWriter(engine: StoreEngine) async throws {
+        let made = try await engine.make(timeout: .seconds(30))
+        let store = made.store
+        try await store.set("s", "key", bytes("1"), ttl: nil)
+        let written = Flag()
+        do {
+            try await made.holdingTheWriteLock {
+                Task {
+                    try await store.set("s", "key", bytes("2"), ttl: nil)
+                    written.set()
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(!written.value, "the write did not wait for the lock: the test holds none")
+                #expect(try await store.get("s", "key") == bytes("1"))
+                #expect(try await store.list("s", prefix: "", limit: 10, after: nil).map { $0.key } == ["key"])
+                #expect(!written.value, "the read answered only after the write")
+            }
+            for _ in 0..<300 where !written.value { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(written.value, "the write never finished once the lock was let go")
+            #expect(try await store.get("s", "key") == bytes("2"))
+        } catch {
+            await made.remove()
+            throw error
+        }
+        await made.remove()
+    }
+
     /// A caller reads what its own write returned for, at once, on the reading connection.
     @Test(arguments: StoreEngine.all) func aWriteIsReadBackAtOnce(engine: StoreEngine) async throws {
         let made = try await engine.make()
@@ -268,4 +298,13 @@ struct KeyValueGroupCommitTests {
         }
         await made.remove()
     }
+}
+
+/// A flag one task sets and another reads.
+final class Flag: Sendable {
+    private let state = Mutex(false)
+
+    var value: Bool { state.withLock { $0 } }
+
+    func set() { state.withLock { $0 = true } }
 }

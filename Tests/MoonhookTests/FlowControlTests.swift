@@ -35,6 +35,10 @@ import Testing
         // Forwarded (RFC 7239), with ports and IPv6 in brackets; X-Forwarded-For wins when both come.
         #expect(try Self.client("10.0.0.5", [("Forwarded", #"for=192.0.2.60;proto=http, for="[2001:db8:cafe::17]:4711""#)]) == "2001:db8:cafe::17")
         #expect(try Self.client("10.0.0.5", [("Forwarded", "for=192.0.2.60"), ("X-Forwarded-For", "192.0.2.61:5555")]) == "192.0.2.61")
+        // The peer's bytes are read from its sockaddr: the same as its address parsed.
+        for text in ["198.51.100.20", "::1", "2001:db8:cafe::17", "::ffff:10.0.0.5"] {
+            #expect(ClientAddress.bytes(of: try SocketAddress(ipAddress: text, port: 1)) == IPRange.parse(text), "\(text)")
+        }
         // An IPv4-mapped IPv6 peer is judged as IPv4.
         let mapped = try Self.client("::ffff:10.0.0.5", [("X-Forwarded-For", "203.0.113.9")])
         #expect(mapped == "203.0.113.9", "\(String(describing: mapped))")

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import MoonhookStore
+import PostgresNIO
+import SQLiteNIO
 import Synchronization
 import Testing
 
@@ -60,6 +62,35 @@ public struct TestStore: Sendable {
     /// Another connection to the same database (as another process would have).
     public func another() async throws -> any Store {
         try await StoreLocation(location).open(logger: Logger(label: "test"), options: options)
+    }
+
+    /// Runs `body` while a connection of its own (as another process would have) holds the
+    /// database's write lock: SQLite's `BEGIN IMMEDIATE`, PostgreSQL's `EXCLUSIVE` lock on `kv`
+    /// (which lets reads through and holds every write of a key).
+    public func holdingTheWriteLock(_ body: @Sendable () async throws -> Void) async throws {
+        let logger = Logger(label: "test-lock")
+        if location.hasPrefix("sqlite:") {
+            let connection = try await SQLiteConnection.open(storage: .file(path: String(location.dropFirst("sqlite:".count))), logger: logger)
+            do {
+                _ = try await connection.query("BEGIN IMMEDIATE")
+                try await body()
+                _ = try await connection.query("ROLLBACK")
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+            try await connection.close()
+        } else {
+            guard let components = URLComponents(string: location), let host = components.host, let port = components.port else { throw TestPostgres.Missing() }
+            try await TestPostgres.admin(host: host, port: port, database: String(components.path.dropFirst())) { client, logger in
+                try await client.withConnection { connection in
+                    try await connection.query("BEGIN", logger: logger)
+                    try await connection.query("LOCK TABLE kv IN EXCLUSIVE MODE", logger: logger)
+                    try await body()
+                    try await connection.query("ROLLBACK", logger: logger)
+                }
+            }
+        }
     }
 
     /// Closes the store and removes its database.

@@ -7,24 +7,47 @@ import NIOCore
 /// leftmost entry is never taken on trust: the client writes it itself. An entry that is not an
 /// address ends the walk and is the client (so that an allow-list refuses it).
 struct ClientAddress: Sendable, CustomStringConvertible {
-    /// The address as written, for logs and kept refusals.
-    let text: String
+    /// Where the address was read: the socket's peer (written out only when a log or a kept
+    /// refusal asks, since most requests never need the text), or a forwarding header's entry.
+    private enum Origin: Sendable {
+        case peer(SocketAddress)
+        case written(String)
+    }
+
+    private let origin: Origin
     /// Its bytes (4 or 16), when it is an IP address.
     let bytes: [UInt8]?
+
+    /// The address as written, for logs and kept refusals.
+    var text: String {
+        switch origin {
+        case .peer(let peer): peer.ipAddress ?? peer.pathname ?? "unknown"
+        case .written(let text): text
+        }
+    }
 
     var description: String { text }
 
     static func resolve(peer: SocketAddress?, headers: HTTPFields, trusted: [IPRange]) -> ClientAddress? {
         guard let peer else { return nil }
-        guard let peerText = peer.ipAddress else { return ClientAddress(text: peer.pathname ?? "unknown", bytes: nil) }
-        var current = ClientAddress(text: peerText, bytes: IPRange.parse(peerText))
+        var current = ClientAddress(origin: .peer(peer), bytes: bytes(of: peer))
         guard !trusted.isEmpty else { return current }
         let hops = forwardedFor(headers)
         for hop in hops.reversed() {
             guard let bytes = current.bytes, trusted.contains(where: { $0.contains(bytes) }) else { return current }
-            current = ClientAddress(text: hop, bytes: IPRange.parse(hop))
+            current = ClientAddress(origin: .written(hop), bytes: IPRange.parse(hop))
         }
         return current
+    }
+
+    /// The peer's address bytes straight from its `sockaddr` (network order, as `IPRange` keeps
+    /// them); nil for a Unix socket.
+    static func bytes(of peer: SocketAddress) -> [UInt8]? {
+        switch peer {
+        case .v4(let address): withUnsafeBytes(of: address.address.sin_addr) { Array($0) }
+        case .v6(let address): withUnsafeBytes(of: address.address.sin6_addr) { Array($0) }
+        case .unixDomainSocket: nil
+        }
     }
 
     /// The addresses of `X-Forwarded-For` (every such header, in order), or of `Forwarded`'s `for=`

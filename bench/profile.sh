@@ -23,22 +23,12 @@ mkdir -p "$OUT"
 
 die() { echo "profile.sh: $*" >&2; exit 1; }
 [ -x "$MOONHOOK" ] || die "no release build at $MOONHOOK (swift build -c release --product moonhook)"
-command -v valgrind >/dev/null && command -v curl >/dev/null || {
-  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
-  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind curl
-}
+source bench/lib.sh
+need valgrind curl
 
 WORK=$(mktemp -d)
-SERVER=""
-stop_server() {
-  [ -n "$SERVER" ] || return 0
-  kill "$SERVER" 2>/dev/null || true
-  for _ in $(seq 300); do kill -0 "$SERVER" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$SERVER" 2>/dev/null || true
-  wait "$SERVER" 2>/dev/null || true
-  SERVER=""
-}
-trap 'stop_server; rm -rf "$WORK"' EXIT
+# Under valgrind, finishing the work in flight takes longer: 30 s before SIGKILL.
+trap 'stop_server 300; rm -rf "$WORK"' EXIT
 
 # valgrind 3.19 reads no DWARF 5 (what Swift 6 writes): profile a copy without debug info (function
 # names come from the symbol table). Its rt_sigsuspend wrapper writes into the mask it is given,

@@ -24,50 +24,23 @@ MOONHOOK=${MOONHOOK:-$PWD/.build/release/moonhook}
 DURATION=${DURATION:-10s} WARMUP=${WARMUP:-2s} CONNECTIONS=${CONNECTIONS:-32} THREADS=${THREADS:-2}
 PORT=${PORT:-18931}
 SERVER_CPUS=${SERVER_CPUS:-1} LOAD_CPUS=${LOAD_CPUS:-0}
-SECRET=bench-secret
 COMMAND="DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS THREADS=$THREADS SERVER_CPUS=$SERVER_CPUS LOAD_CPUS=$LOAD_CPUS bench/receiver.sh"
 
 die() { echo "receiver.sh: $*" >&2; exit 1; }
 [ -x "$MOONHOOK" ] || die "no release build at $MOONHOOK (swift build -c release --product moonhook)"
 
-missing=()
-for tool in webhook wrk curl openssl sqlite3 taskset; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if ((${#missing[@]})); then
-  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]/taskset/util-linux}"
-fi
+source bench/lib.sh
+need webhook wrk curl openssl sqlite3 taskset
 
 WORK=$(mktemp -d)
-SERVER=""
-stop_server() {  # moonhook drains its handlers on SIGTERM; give it 10 s, then SIGKILL
-  [ -n "$SERVER" ] || return 0
-  kill "$SERVER" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$SERVER" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$SERVER" 2>/dev/null || true
-  wait "$SERVER" 2>/dev/null || true
-  SERVER=""
-}
 trap 'stop_server; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT TERM
 
-BODY='{"type":"agent.task.status_update","timestamp":"2025-01-15T10:30:00Z","payload":{"taskId":"task_abc123def456","status":"finished","sessionId":"session_xyz789","output":"Found 3 results for the query; the cheapest flight leaves at 07:15 and costs 129 EUR.","steps":12,"cost":0.0421,"tags":["travel","search"]}}'
-printf '%s' "$BODY" >"$WORK/body.json"
-GOOD_SIG=$(openssl dgst -sha256 -hmac "$SECRET" -r <"$WORK/body.json" | cut -d' ' -f1)
-BAD_SIG=$(printf '%064d' 0)
-
-# moonhook: one source, one handler; the delivery id comes from X-Request-Id. The counter is a key
-# of the handler's key-value storage, read back at the end.
-mkdir -p "$WORK/handlers/browser-use"
-printf 'scheme: browser-use\nsecrets: ["%s"]\nid: header:X-Request-Id\n' "$SECRET" >"$WORK/handlers/browser-use/source.yaml"
+# moonhook: one source, one handler (bench/lib.sh); the delivery id comes from X-Request-Id. The
+# counter is a key of the handler's key-value storage, read back at the end.
+seed_workload "$WORK"
 printf 'admin_token: bench\n' >"$WORK/durable.yaml"
 printf 'admin_token: bench\ndeliveries:\n  durable: false\n' >"$WORK/nosync.yaml"
-cat >"$WORK/handlers/browser-use/agent.task.status_update.lua" <<'EOF'
-return function(event)
-  if event.body.payload.status ~= "finished" then error("unexpected status") end
-  kv.incr("count:" .. event.body.payload.taskId)
-end
-EOF
 
 # webhook: the same check and counter as a command, so it does the same work per event. One line
 # appended per event (O_APPEND, no lock needed) keeps the counter cheap and checkable afterwards.

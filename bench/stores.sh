@@ -23,18 +23,8 @@ COMMAND="DURATION=$DURATION CONNECTIONS=$CONNECTIONS SERVER_CPUS=$SERVER_CPUS PG
 die() { echo "stores.sh: $*" >&2; exit 1; }
 [ -x "$MOONHOOK" ] || die "no release build at $MOONHOOK (swift build -c release --product moonhook)"
 
-missing=()
-for tool in wrk curl openssl sqlite3 psql nginx; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-[ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
-if ((${#missing[@]})); then
-  packages=()
-  for tool in "${missing[@]}"; do
-    case $tool in sqlite3) packages+=(sqlite3) ;; psql | postgresql) packages+=(postgresql) ;; nginx) packages+=(nginx-light) ;; *) packages+=("$tool") ;; esac
-  done
-  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
-fi
+source bench/lib.sh
+need wrk curl openssl sqlite3 psql nginx postgresql
 
 WORK=$(mktemp -d)
 # A folder of its own: the postgres user must reach it, and WORK is private to us.

@@ -33,6 +33,9 @@ trap 'stop_server; rm -rf "$WORK"' EXIT
 seed_workload "$WORK"
 printf 'admin_token: bench\n' >"$WORK/moonhook.yaml"
 URL="http://127.0.0.1:$PORT/hooks/browser-use"
+# Context switches of all the server's threads so far (voluntary and not): each is a thread
+# hand-off or a wait, which on one core costs a trip through the scheduler.
+context_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
 
 echo "moonhook $(git describe --always --dirty 2>/dev/null || echo unknown), $(perf --version), $CONNECTIONS connections, ${DURATION} s per path"
 for path in valid invalid floor; do
@@ -46,13 +49,16 @@ for path in valid invalid floor; do
   if [ "$path" = floor ]; then export BENCH_GET=1; target="http://127.0.0.1:$PORT/healthz"; else unset BENCH_GET; fi
   # A second of warm-up, then the sampled run.
   BENCH_RUN=$path-warmup taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d1s -s bench/post-unique.lua "$target" >/dev/null
+  switches_before=$(context_switches "$SERVER")
   perf record -q -e cpu-clock -F 999 -g -p "$SERVER" -o "$OUT/$path.perf.data" -- sleep "$DURATION" 2>/dev/null &
   recorder=$!
   result=$(taskset -c "$LOAD_CPUS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s bench/post-unique.lua "$target" | grep '^RESULT')
   wait "$recorder" || true
   read -r _ requests rps _ p99 errors sockets <<<"$result"
+  switches=$(($(context_switches "$SERVER") - switches_before))
   echo
-  echo "== $path: $requests requests ($rps/s, p99 $((p99 / 1000)) ms, $errors non-2xx, $sockets socket errors); samples by library:"
+  echo "== $path: $requests requests ($rps/s, p99 $((p99 / 1000)) ms, $errors non-2xx, $sockets socket errors);" \
+    "$(awk -v s="$switches" -v n="$requests" 'BEGIN {printf "%.2f", s / n}') context switches per request; samples by library:"
   { perf report -i "$OUT/$path.perf.data" --no-children --sort dso --stdio 2>/dev/null || true; } | grep -E '^ +[0-9]' | head -12 || true
   echo "-- symbols (self)"
   { perf report -i "$OUT/$path.perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null || true; } | grep -E '^ +[0-9]' | head -"$TOP" | cut -c1-160 || true

@@ -22,6 +22,39 @@ public final class ServerMetrics: Sendable {
     /// and checks the name and labels again, on every request otherwise.
     private let counters = Mutex<[[String]: CoreMetrics.Counter]>([:])
     private let timers = Mutex<[[String]: CoreMetrics.Timer]>([:])
+    /// The series every request or invocation touches, by their label values alone.
+    private let requestSeries = HandleCache<RequestKey, CoreMetrics.Counter>()
+    private let bodySeries = HandleCache<String, CoreMetrics.Counter>()
+    private let refusalSeries = HandleCache<RefusalKey, CoreMetrics.Counter>()
+    private let invocationSeries = HandleCache<HandlerKey, InvocationSeries>()
+    private let keyValueSeries = HandleCache<KeyValueKey, CoreMetrics.Counter>()
+
+    private struct RequestKey: Hashable, Sendable {
+        let source: String
+        let status: Int
+    }
+
+    private struct RefusalKey: Hashable, Sendable {
+        let source: String
+        let reason: RefusalReason
+    }
+
+    private struct HandlerKey: Hashable, Sendable {
+        let source: String
+        let handler: String
+    }
+
+    private struct KeyValueKey: Hashable, Sendable {
+        let operation: String
+        let ok: Bool
+    }
+
+    /// A handler's invocation series: a counter per outcome, the duration, the instructions.
+    private struct InvocationSeries: Sendable {
+        let outcomes: [InvocationOutcome: CoreMetrics.Counter]
+        let duration: CoreMetrics.Timer
+        let instructions: CoreMetrics.Counter
+    }
 
     /// The `source` label of a request to a source that is not served.
     public static let unknownSource = "_unknown"
@@ -81,18 +114,24 @@ public final class ServerMetrics: Sendable {
 
     /// A request to `POST` or `GET /hooks/{source}` answered with `status`, with a body of `bytes`.
     func request(source: String, status: Int, bytes: Int) {
-        counter("moonhook_requests_total", [("source", source), ("status", String(status))]).increment()
-        if bytes > 0 { counter("moonhook_request_body_bytes_total", [("source", source)]).increment(by: bytes) }
+        requestSeries.handle(RequestKey(source: source, status: status)) {
+            counter("moonhook_requests_total", [("source", source), ("status", String(status))])
+        }.increment()
+        if bytes > 0 {
+            bodySeries.handle(source) { counter("moonhook_request_body_bytes_total", [("source", source)]) }.increment(by: bytes)
+        }
     }
 
     func refusal(source: String, reason: RefusalReason) {
-        counter("moonhook_refusals_total", [("source", source), ("reason", reason.rawValue)]).increment()
+        refusalSeries.handle(RefusalKey(source: source, reason: reason)) {
+            counter("moonhook_refusals_total", [("source", source), ("reason", reason.rawValue)])
+        }.increment()
     }
 
     // MARK: Running handlers
 
     /// How an invocation ended, as the `outcome` label says it.
-    enum InvocationOutcome: String {
+    enum InvocationOutcome: String, CaseIterable, Sendable {
         case ok, error, timeout, limit
 
         init(_ result: Result<[LuaValue], LuaError>) {
@@ -109,10 +148,16 @@ public final class ServerMetrics: Sendable {
     }
 
     func invocation(source: String, handler: String, outcome: LuaOutcome, duration: Duration) {
-        let pair = [("source", source), ("handler", handler)]
-        counter("moonhook_invocations_total", pair + [("outcome", InvocationOutcome(outcome.result).rawValue)]).increment()
-        timer("moonhook_invocation_duration_seconds", pair).recordNanoseconds(duration.totalNanoseconds)
-        if outcome.instructions > 0 { counter("moonhook_invocation_instructions_total", pair).increment(by: Int(outcome.instructions)) }
+        let series = invocationSeries.handle(HandlerKey(source: source, handler: handler)) {
+            let pair = [("source", source), ("handler", handler)]
+            return InvocationSeries(
+                outcomes: Dictionary(uniqueKeysWithValues: InvocationOutcome.allCases.map { ($0, counter("moonhook_invocations_total", pair + [("outcome", $0.rawValue)])) }),
+                duration: timer("moonhook_invocation_duration_seconds", pair),
+                instructions: counter("moonhook_invocation_instructions_total", pair))
+        }
+        series.outcomes[InvocationOutcome(outcome.result)]?.increment()
+        series.duration.recordNanoseconds(duration.totalNanoseconds)
+        if outcome.instructions > 0 { series.instructions.increment(by: Int(outcome.instructions)) }
     }
 
     func retry(source: String, handler: String) {
@@ -127,7 +172,9 @@ public final class ServerMetrics: Sendable {
 
     /// A `kv.*` call: `operation` is the function's name (`get`, `incr`, …), `ok` whether it returned.
     func keyValue(operation: String, ok: Bool) {
-        counter("moonhook_kv_operations_total", [("operation", operation), ("outcome", ok ? "ok" : "error")]).increment()
+        keyValueSeries.handle(KeyValueKey(operation: operation, ok: ok)) {
+            counter("moonhook_kv_operations_total", [("operation", operation), ("outcome", ok ? "ok" : "error")])
+        }.increment()
     }
 
     /// An `http.request` call: the final status (after redirects), or nil when none came back.

@@ -20,33 +20,24 @@ public final class ServerMetrics: Sendable {
     private let reported = Mutex<(pairs: Set<[String]>, oldest: Set<String>)>(([], []))
     /// Handles made so far, by name and label values: making one goes through the registry's lock
     /// and checks the name and labels again, on every request otherwise.
-    private let counters = Mutex<[[String]: CoreMetrics.Counter]>([:])
-    private let timers = Mutex<[[String]: CoreMetrics.Timer]>([:])
+    private let counters = HandleCache<[String], CoreMetrics.Counter>()
+    private let timers = HandleCache<[String], CoreMetrics.Timer>()
     /// The series every request or invocation touches, by their label values alone.
-    private let requestSeries = HandleCache<RequestKey, CoreMetrics.Counter>()
+    private let requestSeries = HandleCache<LabelPair<String, Int>, CoreMetrics.Counter>()
     private let bodySeries = HandleCache<String, CoreMetrics.Counter>()
-    private let refusalSeries = HandleCache<RefusalKey, CoreMetrics.Counter>()
-    private let invocationSeries = HandleCache<HandlerKey, InvocationSeries>()
-    private let keyValueSeries = HandleCache<KeyValueKey, CoreMetrics.Counter>()
+    private let refusalSeries = HandleCache<LabelPair<String, RefusalReason>, CoreMetrics.Counter>()
+    private let invocationSeries = HandleCache<LabelPair<String, String>, InvocationSeries>()
+    private let keyValueSeries = HandleCache<LabelPair<String, Bool>, CoreMetrics.Counter>()
 
-    private struct RequestKey: Hashable, Sendable {
-        let source: String
-        let status: Int
-    }
+    /// Two label values, as a cache key.
+    private struct LabelPair<First: Hashable & Sendable, Second: Hashable & Sendable>: Hashable, Sendable {
+        let first: First
+        let second: Second
 
-    private struct RefusalKey: Hashable, Sendable {
-        let source: String
-        let reason: RefusalReason
-    }
-
-    private struct HandlerKey: Hashable, Sendable {
-        let source: String
-        let handler: String
-    }
-
-    private struct KeyValueKey: Hashable, Sendable {
-        let operation: String
-        let ok: Bool
+        init(_ first: First, _ second: Second) {
+            self.first = first
+            self.second = second
+        }
     }
 
     /// A handler's invocation series: a counter per outcome, the duration, the instructions.
@@ -75,19 +66,11 @@ public final class ServerMetrics: Sendable {
 
     /// The counter `name` with `labels` (names and values, always in the same order).
     private func counter(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Counter {
-        let key = [name] + labels.map(\.1)
-        if let counter = counters.withLock({ $0[key] }) { return counter }
-        let counter = Counter(label: name, dimensions: labels, factory: factory)
-        counters.withLock { $0[key] = counter }
-        return counter
+        counters.handle([name] + labels.map(\.1)) { Counter(label: name, dimensions: labels, factory: factory) }
     }
 
     private func timer(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Timer {
-        let key = [name] + labels.map(\.1)
-        if let timer = timers.withLock({ $0[key] }) { return timer }
-        let timer = Timer(label: name, dimensions: labels, factory: factory)
-        timers.withLock { $0[key] = timer }
-        return timer
+        timers.handle([name] + labels.map(\.1)) { Timer(label: name, dimensions: labels, factory: factory) }
     }
 
     /// Exposes a source's counters at zero as soon as it is served, so that the first dead letter,
@@ -114,7 +97,7 @@ public final class ServerMetrics: Sendable {
 
     /// A request to `POST` or `GET /hooks/{source}` answered with `status`, with a body of `bytes`.
     func request(source: String, status: Int, bytes: Int) {
-        requestSeries.handle(RequestKey(source: source, status: status)) {
+        requestSeries.handle(LabelPair(source, status)) {
             counter("moonhook_requests_total", [("source", source), ("status", String(status))])
         }.increment()
         if bytes > 0 {
@@ -123,7 +106,7 @@ public final class ServerMetrics: Sendable {
     }
 
     func refusal(source: String, reason: RefusalReason) {
-        refusalSeries.handle(RefusalKey(source: source, reason: reason)) {
+        refusalSeries.handle(LabelPair(source, reason)) {
             counter("moonhook_refusals_total", [("source", source), ("reason", reason.rawValue)])
         }.increment()
     }
@@ -148,7 +131,7 @@ public final class ServerMetrics: Sendable {
     }
 
     func invocation(source: String, handler: String, outcome: LuaOutcome, duration: Duration) {
-        let series = invocationSeries.handle(HandlerKey(source: source, handler: handler)) {
+        let series = invocationSeries.handle(LabelPair(source, handler)) {
             let pair = [("source", source), ("handler", handler)]
             return InvocationSeries(
                 outcomes: Dictionary(uniqueKeysWithValues: InvocationOutcome.allCases.map { ($0, counter("moonhook_invocations_total", pair + [("outcome", $0.rawValue)])) }),
@@ -172,7 +155,7 @@ public final class ServerMetrics: Sendable {
 
     /// A `kv.*` call: `operation` is the function's name (`get`, `incr`, …), `ok` whether it returned.
     func keyValue(operation: String, ok: Bool) {
-        keyValueSeries.handle(KeyValueKey(operation: operation, ok: ok)) {
+        keyValueSeries.handle(LabelPair(operation, ok)) {
             counter("moonhook_kv_operations_total", [("operation", operation), ("outcome", ok ? "ok" : "error")])
         }.increment()
     }

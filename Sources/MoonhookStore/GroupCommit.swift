@@ -21,6 +21,9 @@ import Synchronization
 /// call that way.) Only when the database itself fails (locked past the busy timeout, unwritable)
 /// does the whole batch fail, and when it stayed locked, every job waiting then fails with it: they
 /// have waited as long as the batch did. Nobody hears success before the commit.
+///
+/// Closing (`close`) lets the work already queued finish and refuses work that comes after: the
+/// writer's event loop is shut down next, and a job left for it then would wait forever.
 final class GroupCommit: Sendable {
     typealias Outcome = Result<any Sendable, Error>
 
@@ -46,6 +49,7 @@ final class GroupCommit: Sendable {
     private struct State {
         var queue: [Job] = []
         var draining = false
+        var closed = false
         var statistics = Statistics()
     }
 
@@ -89,13 +93,27 @@ final class GroupCommit: Sendable {
                     continuation.resume(throwing: Self.storeError(error))
                 }
             }
-            let start = state.withLock { state -> Bool in
+            let start = state.withLock { state -> Bool? in
+                guard !state.closed else { return nil }
                 state.queue.append(job)
                 guard !state.draining else { return false }
                 state.draining = true
                 return true
             }
-            if start { Task { await self.drain(on: self.thread) } }
+            switch start {
+            case nil: job.done(.failure(StoreError(.unavailable, "the store is closed")))
+            case true?: Task { await self.drain(on: self.thread) }
+            case false?: break
+            }
+        }
+    }
+
+    /// Refuses further work, then waits until the work already queued has been written (or has
+    /// failed): after this, nothing runs on the writer's thread.
+    func close() async {
+        state.withLock { $0.closed = true }
+        while state.withLock({ $0.draining }) {
+            try? await Task.sleep(for: .milliseconds(5))
         }
     }
 

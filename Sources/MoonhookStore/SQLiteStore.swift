@@ -97,8 +97,11 @@ public final class SQLiteStore: Store {
     /// cancelled (a service group torn down rather than shut down) still closes the file.
     public func close() async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        let (connection, writerConnection, threads, writerLoop) = (connection, writerConnection, threads, writerLoop)
+        let (connection, writerConnection, threads, writerLoop, writer) = (connection, writerConnection, threads, writerLoop, writer)
         await Task {
+            // The writes already queued are written first; later ones fail at once rather than
+            // wait for a writer thread that is gone.
+            await writer.close()
             try? await connection.close()
             try? await writerConnection.close()
             for thread in threads { try? await thread.shutdownGracefully() }

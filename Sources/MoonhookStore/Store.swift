@@ -18,7 +18,8 @@ public protocol Store: DeliveryInbox, KeyValueStore, Service {
     func schemaVersion() async throws -> Int
     /// Whether the store takes writes now: nil when it does, else the reason in one line.
     func writeProblem() async -> String?
-    /// Releases connections and threads. Idempotent.
+    /// Releases connections and threads, once the writes already queued are written; a write that
+    /// comes later fails at once (`.unavailable`, "the store is closed"). Idempotent.
     func close() async
 }
 

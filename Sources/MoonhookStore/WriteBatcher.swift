@@ -6,6 +6,9 @@ import Synchronization
 /// When a batch fails as a whole and held more than one item, its items are written again one by
 /// one, so that only the item that fails gets the error; when the database is unavailable, every
 /// item waiting fails at once, since each would wait as long again.
+///
+/// Closing (`close`) lets the items already queued be written and refuses later ones: the
+/// connections go next, and an item written then could commit while its caller heard an error.
 final class WriteBatcher<Item: Sendable, Output: Sendable>: Sendable {
     private struct Waiting: Sendable {
         let item: Item
@@ -15,6 +18,7 @@ final class WriteBatcher<Item: Sendable, Output: Sendable>: Sendable {
     private struct State: Sendable {
         var queue: [Waiting] = []
         var draining = false
+        var closed = false
         var statistics = WriteStatistics()
     }
 
@@ -33,7 +37,8 @@ final class WriteBatcher<Item: Sendable, Output: Sendable>: Sendable {
     /// Writes `item` with whatever else is queued; returns its output once the batch committed.
     func submit(_ item: Item) async throws -> Output {
         try await withCheckedThrowingContinuation { continuation in
-            let start = state.withLock { state -> Bool in
+            let start = state.withLock { state -> Bool? in
+                guard !state.closed else { return nil }
                 state.queue.append(Waiting(item: item, continuation: continuation))
                 guard !state.draining else { return false }
                 state.draining = true
@@ -41,7 +46,20 @@ final class WriteBatcher<Item: Sendable, Output: Sendable>: Sendable {
             }
             // One drainer at a time, started by the first caller of an idle batcher and ending
             // when the queue is empty.
-            if start { Task { await self.drain() } }
+            switch start {
+            case nil: continuation.resume(throwing: StoreError(.unavailable, "the store is closed"))
+            case true?: Task { await self.drain() }
+            case false?: break
+            }
+        }
+    }
+
+    /// Refuses further items, then waits until those already queued have been written (or have
+    /// failed).
+    func close() async {
+        state.withLock { $0.closed = true }
+        while state.withLock({ $0.draining }) {
+            try? await Task.sleep(for: .milliseconds(5))
         }
     }
 

@@ -278,6 +278,38 @@ struct KeyValueGroupCommitTests {
         await made.remove()
     }
 
+    /// Closing lets the writes already queued finish and fails later ones at once, with a reason:
+    /// none waits for a writer that is gone. Every write that returned is in the database.
+    @Test(.timeLimit(.minutes(1)), arguments: StoreEngine.all) func writesAfterCloseFailAtOnce(engine: StoreEngine) async throws {
+        let made = try await engine.make()
+        let store = made.store
+        try await store.set("s", "n", bytes("0"), ttl: nil)
+        let writes = Task {
+            await withTaskGroup(of: Result<Int64, Error>.self) { group in
+                for _ in 0..<1000 {
+                    group.addTask {
+                        do { return .success(try await store.increment("s", "n", by: 1, ttl: nil)) } catch { return .failure(error) }
+                    }
+                }
+                return await group.reduce(into: [Result<Int64, Error>]()) { $0.append($1) }
+            }
+        }
+        // Close while the increments are on their way: some are written, the rest refused.
+        await Task.yield()
+        await store.close()
+        let results = await writes.value
+        let done = results.filter { if case .success = $0 { true } else { false } }.count
+        for case .failure(let error) in results {
+            #expect((error as? StoreError)?.reason == .unavailable, "\(error)")
+        }
+        await #expect(throws: StoreError.self) { try await store.set("s", "after", bytes("1"), ttl: nil) }
+        let again = try await made.another()
+        #expect(try await again.get("s", "n") == bytes("\(done)"), "\(done) increments returned")
+        #expect(try await again.get("s", "after") == nil)
+        await again.close()
+        await made.remove()
+    }
+
     /// A caller reads what its own write returned for, at once, on the reading connection.
     @Test(arguments: StoreEngine.all) func aWriteIsReadBackAtOnce(engine: StoreEngine) async throws {
         let made = try await engine.make()

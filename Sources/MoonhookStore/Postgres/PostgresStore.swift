@@ -150,6 +150,10 @@ public final class PostgresStore: Store {
 
     public func close() async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        // The writes already queued are written before the connections go; later ones fail at once.
+        await appends.close()
+        await finishes.close()
+        await keyValueWrites.close()
         runner.cancel()
         await runner.value
     }

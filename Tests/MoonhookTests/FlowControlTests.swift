@@ -256,7 +256,9 @@ import Testing
                 request.method = .POST
                 request.headers.add(name: "Content-Type", value: "application/json")
                 request.body = .bytes(ByteBuffer(string: #"{"type":"\#(type)","id":"n-\#(n)","key":"k","n":\#(n),"ms":\#(ms)}"#))
-                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                // Longer than step.lua's 30 s timeout: the server answers by then, even on a loaded
+                // machine, so a slow answer fails the expectations below rather than the client.
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(45))
                 return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 16)), response.headers.first(name: "retry-after"))
             }
             // 1 runs 300 ms; 2 comes 50 ms later and waits for it, within its own 30 s timeout.

@@ -77,7 +77,7 @@ public struct Verifier: Sendable {
             return
         case .browserUse:
             let signature = try hexHeader(request, "X-Webhook-Signature", prefix: "")
-            try match(signature) { $0.mac(request.body) }
+            try match(signature, over: request.body)
             if tolerance != nil, let stamp = Self.bodyTimestamp(request.body) {
                 try checkTolerance(stamp, now: now)
             }
@@ -85,7 +85,7 @@ public struct Verifier: Sendable {
             let signature = try hexHeader(request, "X-Browser-Use-Signature", prefix: "")
             guard let stamp = request.header("X-Browser-Use-Timestamp") else { throw .missing("X-Browser-Use-Timestamp") }
             let message = try browserUseMessage(timestamp: stamp, body: request.body)
-            try match(signature) { $0.mac(message) }
+            try match(signature, over: message)
             guard let seconds = Self.parseTimestamp(stamp) else { throw .malformed("X-Browser-Use-Timestamp") }
             try checkTolerance(seconds, now: now)
         case .standardWebhooks:
@@ -101,11 +101,11 @@ public struct Verifier: Sendable {
             }
             guard !signatures.isEmpty else { throw .malformed("\(prefix)-signature") }
             let message = Array("\(id).\(stamp).".utf8) + request.body
-            try match(any: signatures) { $0.mac(message) }
+            try match(any: signatures, over: message)
             try checkTolerance(seconds, now: now)
         case .github:
             let signature = try hexHeader(request, "X-Hub-Signature-256", prefix: "sha256=")
-            try match(signature) { $0.mac(request.body) }
+            try match(signature, over: request.body)
         case .stripe:
             guard let header = request.header("Stripe-Signature") else { throw .missing("Stripe-Signature") }
             var stamp: Substring?
@@ -120,19 +120,19 @@ public struct Verifier: Sendable {
             guard let stamp, let seconds = Int64(stamp) else { throw .malformed("Stripe-Signature") }
             guard !signatures.isEmpty else { throw VerificationError(.malformedHeader, "Stripe-Signature has no v1 signature") }
             let message = Array("\(stamp).".utf8) + request.body
-            try match(any: signatures) { $0.mac(message) }
+            try match(any: signatures, over: message)
             try checkTolerance(seconds, now: now)
         case .slack:
             let signature = try hexHeader(request, "X-Slack-Signature", prefix: "v0=")
             guard let stamp = request.header("X-Slack-Request-Timestamp") else { throw .missing("X-Slack-Request-Timestamp") }
             guard let seconds = Int64(stamp) else { throw .malformed("X-Slack-Request-Timestamp") }
             let message = Array("v0:\(stamp):".utf8) + request.body
-            try match(signature) { $0.mac(message) }
+            try match(signature, over: message)
             try checkTolerance(seconds, now: now)
         case .shopify:
             guard let header = request.header("X-Shopify-Hmac-Sha256") else { throw .missing("X-Shopify-Hmac-Sha256") }
             guard let signature = Data(base64Encoded: header) else { throw .malformed("X-Shopify-Hmac-Sha256") }
-            try match(Array(signature)) { $0.mac(request.body) }
+            try match(Array(signature), over: request.body)
         case .hmac:
             let name = configuration.header ?? "X-Signature"
             guard let header = request.header(name) else { throw .missing(name) }
@@ -141,7 +141,7 @@ public struct Verifier: Sendable {
             let text = header.dropFirst(prefix.count)
             let decoded: [UInt8]? = configuration.encoding == .hex ? Self.decodeHex(text) : Data(base64Encoded: String(text)).map(Array.init)
             guard let signature = decoded else { throw .malformed(name) }
-            try match(signature) { $0.mac(request.body) }
+            try match(signature, over: request.body)
         case .token:
             let presented = try presentedToken(request)
             for key in keys where Digest.constantTimeEquals(key, presented) { return }
@@ -152,7 +152,7 @@ public struct Verifier: Sendable {
             let fields = try twilioFields(request)
             for url in twilio?.urls(query: request.query) ?? [] {
                 let message = TwilioSignature.message(url: url, fields: fields)
-                if (try? match(Array(signature), mac: { $0.mac(message) })) != nil { return }
+                if (try? match(Array(signature), over: message)) != nil { return }
             }
             throw .mismatch
         }
@@ -219,14 +219,16 @@ public struct Verifier: Sendable {
     }
 
     /// Passes when `signature` equals the MAC under any key. Every key is tried, match or not.
-    private func match(_ signature: [UInt8], mac: (HMACKey) -> [UInt8]) throws(VerificationError) {
-        try match(any: [signature], mac: mac)
+    private func match(_ signature: [UInt8], over message: [UInt8]) throws(VerificationError) {
+        try match(any: [signature], over: message)
     }
 
-    private func match(any signatures: [[UInt8]], mac: (HMACKey) -> [UInt8]) throws(VerificationError) {
+    /// Throws unless one of `signatures` is the HMAC of `message` under one of the secrets, in
+    /// time that does not depend on which (every key and signature is compared).
+    private func match(any signatures: [[UInt8]], over message: [UInt8]) throws(VerificationError) {
         var matched = false
         for key in macKeys {
-            let expected = mac(key)
+            let expected = key.mac(message)
             for signature in signatures where Digest.constantTimeEquals(expected, signature) { matched = true }
         }
         if !matched { throw .mismatch }

@@ -65,35 +65,39 @@ extension HandlerDispatcher {
     }
 
     /// Waits until nothing of `pair`'s serial key stands before it, looking every 50 ms, until
-    /// `deadline`; the delivery it still waits behind then (nil: it may run). A store that cannot
-    /// say is taken as a key not yet free.
+    /// `deadline`; the delivery it still waits behind then (nil: it may run).
     private func waitForKey(_ pair: ClaimedPair, until deadline: ContinuousClock.Instant) async -> Int64? {
-        var behind: Int64 = 0
-        while true {
-            do {
-                guard let seq = try await inbox.waitsBehind(pair) else { return nil }
-                behind = seq
-            } catch {
-                logger.warning("cannot look at a serial key", metadata: ["error": "\(error)", "handler.path": "\(pair.handler)"])
-            }
-            guard ContinuousClock.now + .milliseconds(50) < deadline else { return behind }
-            try? await Task.sleep(for: .milliseconds(50))
+        await poll(until: deadline, last: 0, failure: "cannot look at a serial key", handler: pair.handler) {
+            try await inbox.waitsBehind(pair).map { (answer: $0, again: .milliseconds(50)) }
         }
     }
 
     /// Takes the next start of a rated handler, waiting for it until `deadline`; nil once taken,
-    /// else how long it would still have had to wait. A store that cannot say is waited on too.
+    /// else how long it would still have had to wait.
     private func waitForStart(_ handler: String, interval: Duration, until deadline: ContinuousClock.Instant) async -> Duration? {
+        await poll(until: deadline, last: .milliseconds(50), failure: "cannot take a rated handler's start", handler: handler) {
+            try await inbox.takeStart(handler: handler, interval: interval).map { (answer: $0, again: $0) }
+        }
+    }
+
+    /// Asks `probe` until it answers nil (then nil) or its next try would come past `deadline`
+    /// (then its last answer, `last` if it never gave one). A probe that throws, a store that cannot
+    /// say, is logged and asked again in 50 ms; a cancelled wait (the sender went away) ends at once.
+    private func poll<Answer>(
+        until deadline: ContinuousClock.Instant, last: Answer, failure: String, handler: String,
+        _ probe: () async throws -> (answer: Answer, again: Duration)?
+    ) async -> Answer? {
+        var last = last
         while true {
-            var wait = Duration.milliseconds(50)
+            var again = Duration.milliseconds(50)
             do {
-                guard let next = try await inbox.takeStart(handler: handler, interval: interval) else { return nil }
-                wait = next
+                guard let next = try await probe() else { return nil }
+                (last, again) = next
             } catch {
-                logger.warning("cannot take a rated handler's start", metadata: ["error": "\(error)", "handler.path": "\(handler)"])
+                logger.warning("\(failure)", metadata: ["error": "\(error)", "handler.path": "\(handler)"])
             }
-            guard ContinuousClock.now + wait < deadline else { return wait }
-            try? await Task.sleep(for: wait)
+            guard ContinuousClock.now + again < deadline else { return last }
+            do { try await Task.sleep(for: again) } catch { return last }
         }
     }
 

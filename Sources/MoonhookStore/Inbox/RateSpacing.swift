@@ -3,9 +3,6 @@
 /// transaction, which every process takes one at a time). A chosen pair whose time has not come is
 /// not leased and stays due; the claimer looks again when it comes.
 public enum RateSpacing {
-    /// The pairs of `chosen` that may start at `now` (milliseconds), in order, and the slots
-    /// afterwards: each admitted pair of a rated handler moves its slot on by the handler's interval
-    /// from `now` or from the slot, whichever is later, so that a burst is spaced out, not let through.
     /// For one start of `handler` at `now`: the slot afterwards when it may start, or how long
     /// until it may.
     static func take(handler: String, slot: Int64?, interval: Duration, now: Int64) -> (next: Int64?, wait: Duration?) {
@@ -15,6 +12,9 @@ public enum RateSpacing {
         return (spaced.slots[handler], nil)
     }
 
+    /// The pairs of `chosen` that may start at `now` (milliseconds), in order, and the slots
+    /// afterwards: each admitted pair of a rated handler moves its slot on by the handler's interval
+    /// from `now` or from the slot, whichever is later, so that a burst is spaced out, not let through.
     static func admit(_ chosen: [PairCandidate], slots: [String: Int64], intervals: [String: Duration], now: Int64) -> (
         admitted: [PairCandidate], slots: [String: Int64]
     ) {
